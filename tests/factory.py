@@ -1,0 +1,13 @@
+"""Small hand-written factories for test data."""
+
+from accounts.models import User
+from vals.models import Val
+
+
+def make_user(username, **extra):
+    user = User.objects.create_user(username=username, email=f"{username}@example.com", password="correct horse 1", **extra)
+    return user
+
+
+def make_val(owner, name="hello", code='export default () => "hi";\n', **extra):
+    return Val.create(owner=owner, name=name, code=code, **extra)

@@ -1,0 +1,227 @@
+import difflib
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from vals.forms import ValEditForm
+from vals.models import Val, ValVersion
+from vals.names import random_val_name
+
+PAGE_SIZE = 30
+
+
+def _get_val_for_viewer(request, username, name):
+    """The val, if the viewer may see it. A private val of someone else is a plain 404."""
+    val = Val.objects.named(username, name).select_related("owner", "forked_from__owner").first()
+    if val is None or not val.is_visible_to(request.user):
+        raise Http404("No such val.")
+    return val
+
+
+def _get_val_by_id_for_viewer(request, val_id):
+    val = get_object_or_404(Val.objects.select_related("owner"), pk=val_id)
+    if not val.is_visible_to(request.user):
+        raise Http404("No such val.")
+    return val
+
+
+def _get_val_by_id_for_owner(request, val_id):
+    val = _get_val_by_id_for_viewer(request, val_id)
+    if not val.is_owned_by(request.user):
+        raise PermissionDenied("Only the val's owner can change it.")
+    return val
+
+
+def _requested_version(request, val):
+    """The version named by ?v=N, or None for the latest."""
+    number = request.GET.get("v")
+    if number in (None, ""):
+        return None
+    if not number.isdigit():
+        raise Http404("No such version.")
+    try:
+        return val.version_numbered(int(number))
+    except ValVersion.DoesNotExist:
+        raise Http404("No such version.") from None
+
+
+@require_GET
+def home(request):
+    query = request.GET.get("q", "").strip()
+    listed = Val.objects.listed_for(request.user).select_related("owner")
+    if query:
+        results = listed.search(query).newest()
+        page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
+        context = {"query": query, "page": page}
+        if request.htmx:
+            return render(request, "vals/_search_results.html", context)
+        return render(request, "vals/search.html", context)
+    context = {
+        "newest": listed.public().newest()[:12],
+        "most_liked": listed.public().most_liked()[:12],
+    }
+    return render(request, "vals/home.html", context)
+
+
+@login_required
+@require_POST
+def new_val(request):
+    val_type = request.POST.get("type", Val.Type.SCRIPT)
+    if val_type not in Val.Type.values:
+        val_type = Val.Type.SCRIPT
+    val = Val.create(owner=request.user, name=Val.free_name(request.user, random_val_name()), type=val_type)
+    return redirect(val)
+
+
+def _val_page_context(request, val, old_version=None, form=None):
+    is_owner = val.is_owned_by(request.user)
+    if form is None and is_owner and old_version is None:
+        form = ValEditForm.for_val(val)
+    forks = val.forks_visible_to(request.user)
+    return {
+        "val": val,
+        "old_version": old_version,
+        "code": form["code"].value() if form is not None else (old_version or val).code,
+        "is_owner": is_owner,
+        "form": form,
+        "liked": val.is_liked_by(request.user),
+        "forks": forks[:20],
+        "fork_count": forks.count(),
+        "parent_visible": val.forked_from is not None and val.forked_from.is_visible_to(request.user),
+    }
+
+
+@require_GET
+def val_page(request, username, name):
+    val = _get_val_for_viewer(request, username, name)
+    context = _val_page_context(request, val, old_version=_requested_version(request, val))
+    return render(request, "vals/val.html", context)
+
+
+@require_GET
+def val_raw(request, username, name):
+    val = _get_val_for_viewer(request, username, name)
+    version = _requested_version(request, val)
+    code = version.code if version else val.code
+    response = HttpResponse(code, content_type="application/typescript; charset=utf-8")
+    # A pinned version never changes; the latest may change at any save.
+    response["Cache-Control"] = "public, max-age=31536000, immutable" if version else "no-cache"
+    return response
+
+
+@login_required
+@require_POST
+def val_save(request, val_id):
+    val = _get_val_by_id_for_owner(request, val_id)
+    form = ValEditForm(request.POST, val=val)
+    if form.is_valid():
+        try:
+            created = form.save()
+        except ValidationError as error:
+            form.add_error(None, error)
+    if form.errors:
+        if request.htmx:
+            return render(request, "vals/_save_result.html", {"form": form, "val": val}, status=200)
+        val.refresh_from_db()
+        return render(request, "vals/val.html", _val_page_context(request, val, form=form), status=400)
+    val.refresh_from_db()
+    if request.htmx:
+        response = render(request, "vals/_save_result.html", {"val": val, "saved": True, "created": created})
+        response["HX-Trigger"] = "valSaved"
+        response["HX-Replace-Url"] = val.get_absolute_url()
+        return response
+    messages.success(request, f"Saved version {val.version}." if created else "Saved.")
+    return redirect(val)
+
+
+@require_GET
+def val_history(request, username, name):
+    val = _get_val_for_viewer(request, username, name)
+    versions = Paginator(val.versions.only("number", "created_at"), 50).get_page(request.GET.get("page"))
+    return render(request, "vals/history.html", {"val": val, "versions": versions, "is_owner": val.is_owned_by(request.user)})
+
+
+def _diff_rows(old_code, new_code):
+    """Unified diff lines, each tagged for colouring."""
+    rows = []
+    lines = difflib.unified_diff(old_code.splitlines(), new_code.splitlines(), lineterm="", n=3)
+    for line in list(lines)[2:]:
+        kind = {"+": "added", "-": "removed", "@": "hunk"}.get(line[:1], "context")
+        rows.append({"kind": kind, "text": line})
+    return rows
+
+
+@require_GET
+def val_diff(request, username, name):
+    val = _get_val_for_viewer(request, username, name)
+    try:
+        newer = int(request.GET.get("b", val.version))
+        older = int(request.GET.get("a", max(newer - 1, 0)))
+        old_version, new_version = val.version_numbered(older), val.version_numbered(newer)
+    except (ValueError, ValVersion.DoesNotExist):
+        raise Http404("No such version.") from None
+    context = {
+        "val": val,
+        "old_version": old_version,
+        "new_version": new_version,
+        "rows": _diff_rows(old_version.code, new_version.code),
+        "numbers": range(val.version, -1, -1),
+    }
+    return render(request, "vals/diff.html", context)
+
+
+@login_required
+@require_POST
+def val_revert(request, val_id, number):
+    val = _get_val_by_id_for_owner(request, val_id)
+    try:
+        _, created = val.revert_to(number)
+    except ValVersion.DoesNotExist:
+        raise Http404("No such version.") from None
+    if created:
+        messages.success(request, f"Reverted to version {number}, saved as version {val.version}.")
+    else:
+        messages.info(request, f"Version {number} is the same as the latest; nothing changed.")
+    return redirect(val)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def val_delete(request, val_id):
+    val = _get_val_by_id_for_owner(request, val_id)
+    if request.method == "POST":
+        name = val.name
+        val.delete()
+        messages.success(request, f"Deleted {name}.")
+        return redirect("profile", request.user.username)
+    return render(request, "vals/delete.html", {"val": val})
+
+
+@login_required
+@require_POST
+def val_fork(request, val_id):
+    val = _get_val_by_id_for_viewer(request, val_id)
+    fork = val.fork_for(request.user)
+    messages.success(request, f"Forked {val} into {fork}.")
+    if request.htmx:
+        return HttpResponseClientRedirect(fork.get_absolute_url())
+    return redirect(fork)
+
+
+@login_required
+@require_POST
+def val_like(request, val_id):
+    val = _get_val_by_id_for_viewer(request, val_id)
+    if val.is_liked_by(request.user):
+        val.unlike_by(request.user)
+    else:
+        val.like_by(request.user)
+    if request.htmx:
+        return render(request, "vals/_like_button.html", {"val": val, "liked": val.is_liked_by(request.user)})
+    return redirect(val)

@@ -1,0 +1,2 @@
+# Websocket routes; the live-log consumer joins here.
+websocket_urlpatterns = []
