@@ -132,7 +132,8 @@ def val_save(request, val_id):
         return render(request, "vals/val.html", _val_page_context(request, val, form=form), status=400)
     val.refresh_from_db()
     if request.htmx:
-        response = render(request, "vals/_save_result.html", {"val": val, "saved": True, "created": created})
+        context = {**_val_page_context(request, val), "saved": True, "created": created}
+        response = render(request, "vals/_save_result.html", context)
         response["HX-Trigger"] = "valSaved"
         response["HX-Replace-Url"] = val.get_absolute_url()
         return response
