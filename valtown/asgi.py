@@ -11,6 +11,21 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 
 from valtown.routing import websocket_urlpatterns  # noqa: E402
 
+
+def _interrupt_abandoned_evaluations():
+    """An evaluation left "running" by a process that stopped is marked interrupted."""
+    from django.db import DatabaseError
+
+    from vals.evaluations.models import Evaluation
+
+    try:
+        Evaluation.objects.interrupt_abandoned()
+    except DatabaseError:
+        pass  # not migrated yet: nothing can be running
+
+
+_interrupt_abandoned_evaluations()
+
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,

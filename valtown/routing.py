@@ -1,2 +1,3 @@
-# Websocket routes; the live-log consumer joins here.
-websocket_urlpatterns = []
+from vals.evaluations.routing import websocket_urlpatterns as evaluation_routes
+
+websocket_urlpatterns = [*evaluation_routes]

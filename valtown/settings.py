@@ -55,7 +55,9 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "accounts",
+    "accounts.secrets",
     "vals",
+    "vals.evaluations",
     "runtime",
 ]
 
@@ -150,9 +152,20 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# Secrets: Fernet keys, newest first. The development default derives one from SECRET_KEY.
+SECRETS_KEYS = env_list("SECRETS_KEYS")
+
 # Vals
 VAL_MAX_CODE_BYTES = env_int("VAL_MAX_CODE_BYTES", 1024 * 1024)
 VAL_MAX_README_BYTES = env_int("VAL_MAX_README_BYTES", 64 * 1024)
+
+# Evaluations
+EVALUATION_TIMEOUT_SECONDS = env_int("EVALUATION_TIMEOUT_SECONDS", 10)
+# No evaluation may run longer than this, whatever its trigger: past it, a running
+# record whose process is gone is marked interrupted.
+EVALUATION_MAX_SECONDS = env_int("EVALUATION_MAX_SECONDS", 120)
+EVALUATION_KEEP_PER_VAL = env_int("EVALUATION_KEEP_PER_VAL", 200)
+EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
 
 # Test-only speedups go at the bottom.
 if "pytest" in sys.modules or "test" in sys.argv[1:2]:

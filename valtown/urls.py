@@ -5,5 +5,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("", include("accounts.secrets.urls")),
+    path("", include("vals.evaluations.urls")),
     path("", include("vals.urls")),
 ]

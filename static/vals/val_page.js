@@ -3,6 +3,18 @@
 (function () {
   "use strict";
 
+  const runForm = document.getElementById("run-form");
+  function run() {
+    if (runForm) runForm.requestSubmit();
+  }
+  // Ctrl/Cmd+Enter runs the val from anywhere on the page.
+  document.addEventListener("keydown", function (event) {
+    if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && runForm) {
+      event.preventDefault();
+      run();
+    }
+  });
+
   const form = document.getElementById("val-editor-form");
   if (!form) {
     const viewer = document.getElementById("viewer");
@@ -41,6 +53,7 @@
         refreshMarker();
       },
       onSave: save,
+      onRun: run,
     });
     codeInput.hidden = true;
     window.valEditor = editor;
@@ -71,6 +84,18 @@
       document.getElementById("save-result").innerHTML =
         '<div class="errors" role="alert"><strong>Not saved.</strong> The server could not be reached ' +
         "or failed. Your changes are still in the editor; try again.</div>";
+    }
+  });
+
+  // Run uses the saved version: offer to save unsaved changes first.
+  document.body.addEventListener("htmx:confirm", function (event) {
+    if (event.detail.elt !== runForm || !refreshMarker()) return;
+    event.preventDefault();
+    if (window.confirm("You have unsaved changes. Save them and run the new version?\n(Cancel runs the saved version.)")) {
+      document.body.addEventListener("valSaved", () => event.detail.issueRequest(true), { once: true });
+      save();
+    } else {
+      event.detail.issueRequest(true);
     }
   });
 

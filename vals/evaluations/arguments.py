@@ -1,0 +1,28 @@
+"""The arguments a val is run with."""
+
+import json
+import re
+
+MAX_ARGS_BYTES = 64 * 1024
+
+DEFAULT_EXPORT_IS_A_FUNCTION = re.compile(r"export\s+default\s+(async\s+)?(function\b|\(|[A-Za-z_$][\w$]*\s*=>)")
+
+
+def default_export_is_a_function(code):
+    return bool(DEFAULT_EXPORT_IS_A_FUNCTION.search(code))
+
+
+def parse_args(text):
+    """The JSON arguments typed into the Run form: (args, error message)."""
+    text = (text or "").strip()
+    if not text:
+        return [], None
+    if len(text.encode()) > MAX_ARGS_BYTES:
+        return None, f"The arguments are too long: at most {MAX_ARGS_BYTES // 1024} KB of JSON."
+    try:
+        args = json.loads(text)
+    except json.JSONDecodeError as error:
+        return None, f"The arguments are not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+    if not isinstance(args, list):
+        return None, 'The arguments must be a JSON array, like ["Ada", 36]. Wrap a single argument in [ ].'
+    return args, None

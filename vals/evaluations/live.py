@@ -1,0 +1,63 @@
+"""Publishing an evaluation's log lines while it runs.
+
+Lines go to the channel layer as they arrive (so a browser connected to any server
+process sees them) and to the database in small batches (so a subscriber that joins
+late, or a server that dies mid-run, loses nothing).
+"""
+
+import asyncio
+import logging
+import time
+
+from channels.layers import get_channel_layer
+
+logger = logging.getLogger(__name__)
+
+FLUSH_EVERY_SECONDS = 0.25
+
+
+class LiveLog:
+    def __init__(self, evaluation, redactor):
+        self.evaluation = evaluation
+        self.redactor = redactor
+        self.lines = []
+        self.layer = get_channel_layer()
+        self._queue = asyncio.Queue()
+        self._flushed = 0
+        self._last_flush = time.monotonic()
+        self._sender = asyncio.create_task(self._send_forever())
+
+    def add(self, level, message, timestamp_ms):
+        """Called for each log line, in the order the val wrote them."""
+        line = {"seq": len(self.lines), "level": level, "message": self.redactor.text(message), "ts": timestamp_ms}
+        self.lines.append(line)
+        self._queue.put_nowait(line)
+
+    async def _send_forever(self):
+        while True:
+            line = await self._queue.get()
+            if line is None:
+                return
+            await self.publish({"type": "evaluation.log", "line": line})
+            if time.monotonic() - self._last_flush >= FLUSH_EVERY_SECONDS:
+                await self._flush()
+
+    async def _flush(self):
+        self._last_flush = time.monotonic()
+        if self._flushed == len(self.lines):
+            return
+        snapshot = list(self.lines)
+        await type(self.evaluation).objects.filter(pk=self.evaluation.pk).aupdate(logs=snapshot)
+        self._flushed = len(snapshot)
+
+    async def publish(self, message):
+        try:
+            await self.layer.group_send(self.evaluation.group_name, message)
+        except Exception:
+            # Live logs are a convenience: the evaluation goes on, and its record keeps every line.
+            logger.warning("Could not publish to %s", self.evaluation.group_name, exc_info=True)
+
+    async def close(self):
+        """Send what is queued; the caller stores the final logs with the result."""
+        self._queue.put_nowait(None)
+        await self._sender

@@ -1,0 +1,84 @@
+"""Running a val as an evaluation: the bridge from the web app to the runtime pool."""
+
+import asyncio
+import logging
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.utils import timezone
+
+import runtime
+from accounts.secrets.models import Redactor, Secret
+from vals.evaluations.live import LiveLog
+from vals.evaluations.models import RUNNER, Evaluation
+
+logger = logging.getLogger(__name__)
+
+# Evaluations started by this process that have not finished yet. Holding the tasks
+# keeps them from being garbage-collected mid-run.
+_tasks = set()
+
+
+async def start(principal, val, args, trigger=Evaluation.Trigger.RUN):
+    evaluation = await Evaluation.objects.acreate(
+        val=val, val_version=val.version, principal=principal, trigger=trigger, args=args, runner=RUNNER
+    )
+    task = asyncio.get_running_loop().create_task(run(evaluation.pk))
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+    return evaluation
+
+
+async def wait_for_all():
+    """Wait until every evaluation this process started has finished (for tests and shutdown)."""
+    while _tasks:
+        await asyncio.gather(*list(_tasks), return_exceptions=True)
+
+
+def _code_of(evaluation):
+    return evaluation.val.versions.get(number=evaluation.val_version).code
+
+
+async def run(evaluation_id):
+    evaluation = await Evaluation.objects.select_related("val").aget(pk=evaluation_id)
+    code = await sync_to_async(_code_of)(evaluation)
+    env = await sync_to_async(Secret.objects.filter(owner_id=evaluation.principal_id).environment)()
+    redactor = Redactor(env.values())
+    live = LiveLog(evaluation, redactor)
+    try:
+        result = await runtime.evaluate(
+            code=code,
+            args=evaluation.args,
+            env=env,
+            limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
+            on_log=live.add,
+        )
+        fields = result_fields(result, redactor)
+    except Exception as error:
+        logger.exception("Evaluation %s failed in the runtime", evaluation_id)
+        fields = {
+            "status": Evaluation.Status.ERROR,
+            "error": {"name": type(error).__name__, "message": redactor.text(str(error)), "stack": ""},
+        }
+    await live.close()
+    fields["logs"] = live.lines
+    fields["finished_at"] = timezone.now()
+    if "duration_ms" not in fields:
+        fields["duration_ms"] = int((fields["finished_at"] - evaluation.started_at).total_seconds() * 1000)
+    await Evaluation.objects.filter(pk=evaluation_id).aupdate(**fields)
+    await live.publish({"type": "evaluation.finished", "evaluation_id": evaluation_id})
+
+
+def result_fields(result, redactor):
+    """The Evaluation fields that record a runtime result, with secrets redacted."""
+    error = None
+    if result.error:
+        error = {key: redactor.text(result.error.get(key) or "") for key in ("name", "message", "stack")}
+    return {
+        "status": result.status,
+        "result": redactor.value(result.value_record()) if result.status == "success" else None,
+        "error": error,
+        "duration_ms": result.duration_ms,
+        "kill_reason": result.kill_reason or "",
+        "peak_memory_bytes": result.peak_memory_bytes,
+    }
