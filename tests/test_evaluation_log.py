@@ -53,7 +53,7 @@ def test_an_evaluation_page_shows_logs_result_and_who_it_ran_as(alice_client, al
         val,
         alice,
         logs=[{"seq": 0, "level": "info", "message": "hello <b>there</b>", "ts": 1700000000000}],
-        result={"kind": "json", "value": {"answer": 42}},
+        result={"type": "json", "value": {"answer": 42}},
         duration_ms=12,
     )
     content = alice_client.get(evaluation.get_absolute_url()).content.decode()
@@ -78,9 +78,9 @@ def test_the_val_evaluations_tab_shows_only_your_own_runs(alice_client, alice, b
 
 def test_undefined_and_responses_are_rendered(alice_client, alice):
     val = make_val(alice, name="foo")
-    undefined = make_evaluation(val, alice, result={"kind": "undefined"})
+    undefined = make_evaluation(val, alice, result={"type": "undefined"})
     response = make_evaluation(
-        val, alice, result={"kind": "response", "value": {"status": 201, "headers": [["x-a", "b"]], "body": "made"}}
+        val, alice, result={"type": "response", "value": {"status": 201, "headers": {"x-a": "b"}, "body": "made"}}
     )
     assert "undefined" in alice_client.get(undefined.get_absolute_url()).content.decode()
     content = alice_client.get(response.get_absolute_url()).content.decode()

@@ -7,6 +7,7 @@ DATABASE_URL switches to PostgreSQL, REDIS_URL to the Redis channel layer.
 import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -151,6 +152,7 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
+SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 # Secrets: Fernet keys, newest first. The development default derives one from SECRET_KEY.
 SECRETS_KEYS = env_list("SECRETS_KEYS")
@@ -171,3 +173,6 @@ EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
 if "pytest" in sys.modules or "test" in sys.argv[1:2]:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        # A file, not memory, so that a real server started by a test (tests/live.py) shares it.
+        DATABASES["default"]["TEST"] = {"NAME": f"{tempfile.gettempdir()}/valtown-test-{os.getpid()}.sqlite3"}

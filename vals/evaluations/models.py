@@ -93,7 +93,7 @@ class Evaluation(models.Model):
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     args = models.JSONField(default=list, blank=True)
     logs = models.JSONField(default=list, blank=True)
-    # {"kind": "json" | "undefined" | "response", "value": ...}
+    # {"type": "json" | "undefined" | "response", "value": ...}
     result = models.JSONField(null=True, blank=True)
     # {"name", "message", "stack"}
     error = models.JSONField(null=True, blank=True)

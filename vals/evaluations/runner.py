@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import re
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -13,6 +14,10 @@ from vals.evaluations.live import LiveLog
 from vals.evaluations.models import RUNNER, Evaluation
 
 logger = logging.getLogger(__name__)
+
+# A val with a default export has it called with the arguments; one without is a
+# script whose top level is the whole run.
+HAS_DEFAULT_EXPORT = re.compile(r"^\s*export\s+default\b|^\s*export\s*\{[^}]*\bas\s+default\b", re.M)
 
 # Evaluations started by this process that have not finished yet. Holding the tasks
 # keeps them from being garbage-collected mid-run.
@@ -48,6 +53,7 @@ async def run(evaluation_id):
     try:
         result = await runtime.evaluate(
             code=code,
+            mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
             args=evaluation.args,
             env=env,
             limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),

@@ -1,0 +1,128 @@
+"""The pool's configuration, and the per-evaluation limits.
+
+Plain dataclasses with safe defaults. load_config() reads the RUNTIME_* Django settings
+when Django is configured, so the engine itself never needs Django.
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass, field, fields, replace
+
+# Hosts vals may import modules from, besides the platform's own module host.
+DEFAULT_IMPORT_HOSTS = (
+    "esm.sh",
+    "cdn.jsdelivr.net",
+    "jsr.io",
+    "deno.land",
+    "raw.githubusercontent.com",
+    "gist.githubusercontent.com",
+)
+
+
+def _default_work_dir():
+    return os.path.join(tempfile.gettempdir(), "valtown-runtime")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits for one evaluation. Memory limits are the pool's, as processes are pre-started."""
+
+    timeout_seconds: float = 10.0
+    max_log_bytes: int = 1_000_000
+    max_result_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    # How many processes are kept started, ready or running. This is also how many
+    # evaluations run at once.
+    pool_size: int = 3
+    # Callers waiting for a free process. More are refused at once with RuntimeBusy.
+    max_waiting: int = 32
+    # How long a caller waits for a free process before RuntimeBusy.
+    wait_timeout_seconds: float = 10.0
+    # How long a new process may take to connect and report ready.
+    startup_timeout_seconds: float = 20.0
+    default_limits: Limits = field(default_factory=Limits)
+    # The longest timeout a caller may ask for; also sets the CPU-time backstop.
+    max_timeout_seconds: float = 300.0
+
+    # V8's JavaScript heap cap (--max-old-space-size).
+    heap_mb: int = 256
+    # The host kills a process whose resident memory passes this. It covers what the
+    # heap cap does not: ArrayBuffers, WebAssembly memory, Workers.
+    max_rss_mb: int = 512
+    # RLIMIT_DATA: the kernel refuses allocations past this. An idle Deno already maps
+    # about 560 MB (mostly never touched) and each Worker reserves about 512 MB more,
+    # so 4096 allows about 4 Workers. Real memory use is capped by max_rss_mb.
+    max_data_mb: int = 4096
+    # RLIMIT_NPROC for the process's own uid: caps threads, so Workers. Deno itself uses
+    # about 7 threads and each Worker adds one. Only enforced when the host runs as root.
+    max_threads: int = 32
+    # RLIMIT_FSIZE: the largest file Deno may write (its module cache).
+    max_file_mb: int = 256
+    max_open_files: int = 1024
+    rss_poll_seconds: float = 0.05
+
+    deno_path: str | None = None  # None: the binary of the `deno` PyPI package
+    # The shared module cache. Vals have no read permission, so they can't see it.
+    deno_dir: str | None = None  # None: <work_dir>/deno-dir
+    work_dir: str = field(default_factory=_default_work_dir)
+
+    # Where the platform serves vals as modules (loopback), e.g. "127.0.0.1:8000".
+    module_host: str | None = None
+    import_hosts: tuple[str, ...] = DEFAULT_IMPORT_HOSTS
+
+    # Host variables passed to Deno itself (never to vals: the harness deletes them
+    # first) so that it trusts the same TLS roots as the host, e.g. behind a proxy
+    # with its own CA.
+    deno_env_passthrough: tuple[str, ...] = ("DENO_CERT", "DENO_TLS_CA_STORE", "NODE_EXTRA_CA_CERTS")
+
+    # Refuse IPv6 sockets in the sandbox (seccomp). Deno can't deny IPv6 ranges, so
+    # this is what keeps vals off fc00::/7, fe80::/10 and the host's own v6 addresses.
+    # Turn it off only where a firewall blocks those (see runtime/README.md).
+    block_ipv6: bool = True
+    # When root: run each process as its own unprivileged uid from this range, with
+    # sandbox_gid as its only group.
+    sandbox_uid_range: tuple[int, int] = (64200, 64999)
+    sandbox_gid: int = 64200
+    # Extra addresses or IPv4 ranges to deny, besides the built-in private ranges and
+    # this machine's own addresses.
+    extra_denied_hosts: tuple[str, ...] = ()
+    # Test hook: a command the sandboxed command line is wrapped in (it must end by
+    # exec'ing its arguments), e.g. an `unshare -m` that bind-mounts a hosts file.
+    command_prefix: tuple[str, ...] = ()
+
+    def with_changes(self, **changes):
+        return replace(self, **changes)
+
+    @property
+    def deno_dir_path(self):
+        return self.deno_dir or os.path.join(self.work_dir, "deno-dir")
+
+
+# Django setting name -> PoolConfig field. Limits come from the RUNTIME_DEFAULT_* ones.
+SETTINGS = {f"RUNTIME_{f.name.upper()}": f.name for f in fields(PoolConfig) if f.name != "default_limits"}
+LIMIT_SETTINGS = {
+    "RUNTIME_TIMEOUT_SECONDS": "timeout_seconds",
+    "RUNTIME_MAX_LOG_BYTES": "max_log_bytes",
+    "RUNTIME_MAX_RESULT_BYTES": "max_result_bytes",
+}
+
+
+def load_config():
+    """The pool configuration from Django settings if Django is set up, else the defaults."""
+    try:
+        from django.conf import settings
+
+        configured = settings.configured
+    except ImportError:
+        configured = False
+    if not configured:
+        return PoolConfig()
+    changes = {name: getattr(settings, key) for key, name in SETTINGS.items() if hasattr(settings, key)}
+    for key in ("import_hosts", "extra_denied_hosts", "command_prefix", "sandbox_uid_range", "deno_env_passthrough"):
+        if key in changes:
+            changes[key] = tuple(changes[key])
+    limits = {name: getattr(settings, key) for key, name in LIMIT_SETTINGS.items() if hasattr(settings, key)}
+    return PoolConfig(default_limits=Limits(**limits), **changes)

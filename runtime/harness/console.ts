@@ -1,0 +1,43 @@
+// Sends what the val logs to the host, line by line, while it runs.
+
+import type { Channel } from "./channel.ts";
+import type { LogLevel } from "./messages.ts";
+import { cleanText } from "./errors.ts";
+
+/** One line longer than this is cut, so no single message can blow up the channel. */
+const MAX_LINE_CHARS = 64 * 1024;
+
+export function format(args: unknown[]): string {
+  return args
+    .map((arg) => typeof arg === "string" ? arg : Deno.inspect(arg, { colors: false, depth: 6 }))
+    .join(" ");
+}
+
+export function captureConsole(channel: Channel, nonce: string, maxLogBytes: number): void {
+  let budget = maxLogBytes;
+  let truncated = false;
+
+  function emit(level: LogLevel, args: unknown[]) {
+    if (truncated) return;
+    let message = cleanText(format(args));
+    if (message.length > MAX_LINE_CHARS) message = message.slice(0, MAX_LINE_CHARS) + " …";
+    budget -= message.length;
+    if (budget < 0) {
+      // The host enforces the cap too; this only saves sending what it would drop.
+      truncated = true;
+      channel.send({ type: "logs_truncated", nonce });
+      return;
+    }
+    channel.send({ type: "log", nonce, level, message, ts: Date.now() });
+  }
+
+  const levels: LogLevel[] = ["log", "info", "warn", "error", "debug"];
+  for (const level of levels) {
+    console[level] = (...args: unknown[]) => emit(level, args);
+  }
+  console.trace = (...args: unknown[]) => emit("debug", [...args, new Error("Trace").stack]);
+  console.dir = (value: unknown) => emit("log", [value]);
+  console.assert = (condition?: boolean, ...args: unknown[]) => {
+    if (!condition) emit("error", ["Assertion failed:", ...args]);
+  };
+}

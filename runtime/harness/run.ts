@@ -1,0 +1,28 @@
+// Loads the val and calls what the job names.
+
+import type { Job, WireValue } from "./messages.ts";
+import { setValUrl } from "./errors.ts";
+import { toWireValue } from "./values.ts";
+
+function moduleUrl(job: Job): string {
+  if (job.url !== null) return job.url;
+  const bytes = new TextEncoder().encode(job.code ?? "");
+  const url = "data:application/typescript;base64," + bytes.toBase64();
+  setValUrl(url);
+  return url;
+}
+
+export async function runJob(job: Job): Promise<WireValue> {
+  // The URL is a variable on purpose: Deno pre-authorises every file in the *static*
+  // module graph, so a val must never be part of it, or its own literal imports of
+  // file:// URLs would be allowed.
+  const url = moduleUrl(job);
+  const module = await import(url);
+  if (job.mode === "script") return { kind: "undefined" };
+  if (!(job.export in module)) {
+    throw new Error(`the val has no export named "${job.export}"`);
+  }
+  const exported = module[job.export];
+  const value = typeof exported === "function" ? await exported(...job.args) : await exported;
+  return await toWireValue(value);
+}

@@ -1,0 +1,416 @@
+"""One sandboxed Deno process running the harness. It serves one evaluation, then dies.
+
+The host decides every outcome itself (timeout, memory, crashes): the guest is only
+trusted to say "here is my evaluation's output", once.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+
+from runtime import protocol, sandbox
+from runtime.result import (
+    ERROR,
+    KILLED,
+    REASON_CRASHED,
+    REASON_MEMORY,
+    REASON_RESULT_TOO_LARGE,
+    REASON_THREADS,
+    REASON_TIMEOUT,
+    SUCCESS,
+    TIMEOUT,
+    LogLine,
+    Result,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_RAW_LINE_BYTES = 64 * 1024
+# Room for a result's wrapping, and for log lines the harness cut at 64K characters
+# (JSON escaping can make those several times longer).
+FRAME_OVERHEAD_BYTES = 512 * 1024
+STDERR_TAIL_BYTES = 4096
+
+
+class StartupFailed(Exception):
+    pass
+
+
+def now_ms():
+    return time.time() * 1000
+
+
+def read_status_bytes(pid, field):
+    """A memory figure (VmRSS, VmHWM) of a live process, in bytes, or None."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+class LogCollector:
+    """An evaluation's log lines, capped in total size, passed on to on_log as they come."""
+
+    def __init__(self, max_bytes, on_log):
+        self.max_bytes = max_bytes
+        self.on_log = on_log
+        self.lines = []
+        self.used = 0
+        self.truncated = False
+
+    def add(self, level, message, timestamp_ms):
+        if self.truncated:
+            return
+        size = len(message.encode("utf-8", "replace"))
+        if self.used + size > self.max_bytes:
+            self.truncate()
+            return
+        self.used += size
+        self._append(LogLine(level, message, timestamp_ms))
+
+    def truncate(self):
+        if not self.truncated:
+            self.truncated = True
+            message = f"logs truncated: this evaluation logged more than {self.max_bytes:,} bytes"
+            self._append(LogLine("warn", message, now_ms()))
+
+    def _append(self, line):
+        self.lines.append(line)
+        if self.on_log is None:
+            return
+        try:
+            self.on_log(line.level, line.message, line.timestamp_ms)
+        except Exception:
+            logger.exception("on_log callback failed")
+
+
+class DenoProcess:
+    def __init__(self, config, denied_hosts, uid):
+        self.config = config
+        self.uid = uid
+        self.dir = tempfile.mkdtemp(prefix="p-", dir=os.path.join(config.work_dir, "processes"))
+        os.chmod(self.dir, 0o711)
+        self.cwd = os.path.join(self.dir, "cwd")
+        os.mkdir(self.cwd, 0o711)
+        self.socket_path = os.path.join(self.dir, "control.sock")
+        self.command = sandbox.sandbox_command(config, self.socket_path, denied_hosts, uid)
+        self.proc = None
+        self.frames = None
+        self.writer = None
+        self.exit_task = None
+        self.output_tasks = []
+        self.peak_rss = 0
+        self.stderr_tail = b""
+        self.startup_output = b""
+        self.used = False
+        self._logs = None  # the running evaluation's LogCollector
+        self._closing = None
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.returncode is None
+
+    # --- Start-up ------------------------------------------------------------
+
+    async def start(self):
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.setblocking(False)
+        try:
+            listener.bind(self.socket_path)
+            listener.listen(1)
+            if self.uid is not None:
+                os.chown(self.socket_path, self.uid, -1)
+            os.chmod(self.socket_path, 0o600)
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                cwd=self.cwd,
+                env=sandbox.sandbox_environment(self.config),
+                start_new_session=True,  # keep terminal signals meant for the host away
+            )
+            self.exit_task = asyncio.ensure_future(self.proc.wait())
+            self.output_tasks = [
+                asyncio.ensure_future(self._read_output(self.proc.stdout, "stdout")),
+                asyncio.ensure_future(self._read_output(self.proc.stderr, "stderr")),
+            ]
+            async with asyncio.timeout(self.config.startup_timeout_seconds):
+                connection = await self._accept(listener)
+                reader, self.writer = await asyncio.open_unix_connection(sock=connection)
+                self.frames = protocol.LineReader(reader, FRAME_OVERHEAD_BYTES)
+                line = await self.frames.read_line()
+        except TimeoutError:
+            raise StartupFailed(self._startup_problem("did not become ready in time")) from None
+        finally:
+            # One connection only: nobody can connect after the harness, even with
+            # permission to, because nothing listens and the file is gone.
+            listener.close()
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
+        if line is None or protocol.parse_message(line) is None:
+            raise StartupFailed(self._startup_problem("did not say it was ready"))
+
+    async def _accept(self, listener):
+        loop = asyncio.get_running_loop()
+        accept = asyncio.ensure_future(loop.sock_accept(listener))
+        try:
+            await asyncio.wait([accept, self.exit_task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not accept.done():
+                accept.cancel()
+        if not accept.done() or accept.cancelled():
+            await asyncio.gather(*self.output_tasks, return_exceptions=True)
+            raise StartupFailed(self._startup_problem(f"exited with code {self.proc.returncode}"))
+        connection, _ = accept.result()
+        return connection
+
+    def _startup_problem(self, what):
+        output = self.startup_output.decode("utf-8", "replace").strip()
+        return f"deno {what}" + (f": {output[-1500:]}" if output else "")
+
+    async def _read_output(self, stream, level):
+        """What the process writes itself: only ever raw log lines of its evaluation."""
+        pending = b""
+        while True:
+            chunk = await stream.read(64 * 1024)
+            if level == "stderr":
+                self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_TAIL_BYTES:]
+            if self._logs is None:
+                if not self.used:
+                    self.startup_output = (self.startup_output + chunk)[-STDERR_TAIL_BYTES:]
+                pending = b""
+                if not chunk:
+                    return
+                continue
+            pending += chunk
+            lines = pending.split(b"\n")
+            pending = lines.pop()
+            if len(pending) > MAX_RAW_LINE_BYTES or (not chunk and pending):
+                lines.append(pending[:MAX_RAW_LINE_BYTES])
+                pending = b""
+            for line in lines:
+                self._logs.add(level, line[:MAX_RAW_LINE_BYTES].decode("utf-8", "replace"), now_ms())
+            if not chunk:
+                return
+
+    # --- The evaluation ------------------------------------------------------
+
+    async def evaluate(self, job, limits, on_log):
+        """Sends the job, waits for the outcome, and kills the process. Returns a Result."""
+        self.used = True
+        nonce = protocol.new_nonce()
+        logs = self._logs = LogCollector(limits.max_log_bytes, on_log)
+        self.frames.max_bytes = limits.max_result_bytes + FRAME_OVERHEAD_BYTES
+        started = time.monotonic()
+        try:
+            self.writer.write(protocol.encode_job(nonce=nonce, max_log_bytes=limits.max_log_bytes, **job))
+            await self.writer.drain()
+        except ConnectionError:
+            pass  # it died just now: the outcome will say so
+
+        outcome = await self._wait_for_outcome(nonce, logs, limits)
+        duration_ms = int((time.monotonic() - started) * 1000)
+        peak = self._peak_memory()
+        await self.close()
+        result = self._build_result(outcome, limits, peak)
+        result.logs = logs.lines
+        result.duration_ms = duration_ms
+        return result
+
+    async def _wait_for_outcome(self, nonce, logs, limits):
+        """("result", message) or ("timeout",) / ("memory",) / ("too large",) / ("exited",)."""
+        frames = asyncio.ensure_future(self._read_frames(nonce, logs))
+        memory = asyncio.ensure_future(self._watch_memory())
+        waiting = {frames, memory, self.exit_task}
+        deadline = time.monotonic() + limits.timeout_seconds
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return ("timeout",)
+                done, _ = await asyncio.wait(waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+                if frames in done:
+                    try:
+                        message = frames.result()
+                    except protocol.FrameTooLarge:
+                        return ("too large",)
+                    if message is not None:
+                        return ("result", message)
+                    waiting.discard(frames)  # the channel closed: wait for the exit
+                if memory in done:
+                    return ("memory",)
+                if self.exit_task in done:
+                    # A result or logs may still be in flight on the socket.
+                    try:
+                        async with asyncio.timeout(1):
+                            message = await frames
+                    except (TimeoutError, protocol.FrameTooLarge):
+                        message = None
+                    return ("result", message) if message else ("exited",)
+        finally:
+            frames.cancel()
+            memory.cancel()
+
+    async def _read_frames(self, nonce, logs):
+        """Reads messages until the result. Anything without the nonce is dropped."""
+        while True:
+            line = await self.frames.read_line()
+            if line is None:
+                return None
+            message = protocol.parse_message(line, nonce)
+            if message is None:
+                continue
+            if message["type"] == "log":
+                logs.add(message["level"], message["message"], float(message["ts"]))
+            elif message["type"] == "logs_truncated":
+                logs.truncate()
+            elif message["type"] == "result":
+                return message
+
+    async def _watch_memory(self):
+        """Returns once resident memory passes the cap; the caller then kills the process."""
+        cap = self.config.max_rss_mb * 1024 * 1024
+        while True:
+            rss = read_status_bytes(self.pid, "VmRSS")
+            if rss is not None:
+                self.peak_rss = max(self.peak_rss, rss)
+                if rss > cap:
+                    return
+            await asyncio.sleep(self.config.rss_poll_seconds)
+
+    def _peak_memory(self):
+        high_water_mark = read_status_bytes(self.pid, "VmHWM") if self.alive else None
+        peak = max(high_water_mark or 0, self.peak_rss)
+        return peak or None
+
+    def _build_result(self, outcome, limits, peak):
+        kind = outcome[0]
+        over_memory = peak is not None and peak > self.config.max_rss_mb * 1024 * 1024
+        if kind == "memory" or (kind == "result" and over_memory):
+            return self._failure(
+                KILLED, REASON_MEMORY, "OutOfMemoryError",
+                f"out of memory: the val's process used more than {self.config.max_rss_mb} MB", peak,
+            )
+        if kind == "timeout":
+            return self._failure(
+                TIMEOUT, REASON_TIMEOUT, "TimeoutError",
+                f"the val ran for longer than {limits.timeout_seconds:g} s and was stopped", peak,
+            )
+        if kind == "too large":
+            return self._failure(
+                ERROR, REASON_RESULT_TOO_LARGE, "ResultTooLargeError",
+                f"result too large: the return value is over {limits.max_result_bytes:,} bytes of JSON", peak,
+            )
+        if kind == "exited":
+            return self._crash_result(peak)
+        message = outcome[1]
+        if not message["ok"]:
+            return Result(status=ERROR, error=protocol.decode_error(message["error"]), peak_memory_bytes=peak)
+        value_type, value = protocol.decode_value(message["value"])
+        if value_type == "json" and len(json.dumps(value)) > limits.max_result_bytes:
+            return self._failure(
+                ERROR, REASON_RESULT_TOO_LARGE, "ResultTooLargeError",
+                f"result too large: the return value is over {limits.max_result_bytes:,} bytes of JSON", peak,
+            )
+        if value_type == "response" and len(value["body"]) > limits.max_result_bytes:
+            return self._failure(
+                ERROR, REASON_RESULT_TOO_LARGE, "ResultTooLargeError",
+                f"result too large: the response body is over {limits.max_result_bytes:,} bytes", peak,
+            )
+        return Result(status=SUCCESS, value=value, value_type=value_type, peak_memory_bytes=peak)
+
+    def _crash_result(self, peak):
+        """The process ended on its own, without a result. Say why, as well as we can tell."""
+        stderr = self.stderr_tail.decode("utf-8", "replace")
+        code = self.proc.returncode
+        if "Fatal JavaScript out of memory" in stderr:
+            return self._failure(
+                ERROR, REASON_MEMORY, "OutOfMemoryError",
+                f"out of memory: the val used more than its {self.config.heap_mb} MB JavaScript heap", peak,
+            )
+        if "Fatal process out of memory" in stderr:
+            # Most often a Worker: each one reserves about 512 MB against RLIMIT_DATA.
+            return self._failure(
+                ERROR, REASON_MEMORY, "OutOfMemoryError",
+                "out of memory: the val's process could not reserve more memory (too many Workers?)", peak,
+            )
+        if "unable to create worker threads" in stderr or "Resource temporarily unavailable" in stderr:
+            return self._failure(
+                ERROR, REASON_THREADS, "TooManyThreadsError",
+                f"too many threads: the val started more Workers than its limit of {self.config.max_threads} threads",
+                peak,
+            )
+        if "Worker.deno.permissions" in stderr:
+            return self._failure(
+                ERROR, REASON_CRASHED, "PermissionDenied",
+                "a Worker asked for permissions of its own, which vals may not do", peak,
+            )
+        if code == -signal.SIGXCPU:
+            return self._failure(
+                TIMEOUT, REASON_TIMEOUT, "TimeoutError", "the val used more CPU time than allowed", peak,
+            )
+        if code == -signal.SIGKILL:
+            what = "was killed from outside (perhaps by the OS for using too much memory)"
+        elif code is not None and code < 0:
+            what = f"died of signal {signal.Signals(-code).name}"
+        else:
+            what = f"exited with code {code}"
+        last_line = stderr.strip().splitlines()[-1:] if stderr.strip() else []
+        detail = f": {last_line[0][:500]}" if last_line else ""
+        return self._failure(
+            ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before returning a result{detail}", peak,
+        )
+
+    @staticmethod
+    def _failure(status, reason, name, message, peak):
+        return Result(
+            status=status,
+            error={"name": name, "message": message, "stack": ""},
+            kill_reason=reason,
+            peak_memory_bytes=peak,
+        )
+
+    # --- The end -------------------------------------------------------------
+
+    async def close(self):
+        """SIGKILL (a val can trap SIGTERM), reap, and remove the process's directory."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self):
+        if self.alive:
+            try:
+                os.kill(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if self.proc:
+            await self.proc.wait()
+        if self.writer:
+            self.writer.close()
+        if self.output_tasks:
+            # The pipes reach end-of-file once the process is gone.
+            try:
+                async with asyncio.timeout(2):
+                    await asyncio.gather(*self.output_tasks, return_exceptions=True)
+            except TimeoutError:
+                for task in self.output_tasks:
+                    task.cancel()
+        shutil.rmtree(self.dir, ignore_errors=True)

@@ -1,0 +1,188 @@
+"""Pressing Run: a val runs through the real Deno pool as the viewer, and is recorded."""
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import connection
+from django.test import AsyncClient, override_settings
+
+from accounts.secrets.models import Secret
+from tests.factory import make_user, make_val
+from vals.evaluations import runner
+from vals.evaluations.models import Evaluation
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def logged_in(user):
+    client = AsyncClient()
+    await client.aforce_login(user)
+    return client
+
+
+async def run(client, val, args=""):
+    response = await client.post(f"/vals/{val.pk}/run", {"args": args}, headers={"HX-Request": "true"})
+    await runner.wait_for_all()
+    return response
+
+
+@pytest.fixture
+def people():
+    return {"alice": make_user("alice"), "bob": make_user("bob")}
+
+
+async def latest_evaluation():
+    return await Evaluation.objects.select_related("principal", "val").alatest("id")
+
+
+async def test_alice_runs_her_val_and_sees_the_result(people):
+    val = await sync_to_async(make_val)(people["alice"], name="greet", code='export default (name) => { console.log("hi", name); return { hello: name }; };')
+    client = await logged_in(people["alice"])
+    response = await run(client, val, '["Ada"]')
+    assert response.status_code == 200
+    evaluation = await latest_evaluation()
+    assert f'ws-connect="/ws/evaluations/{evaluation.pk}"' in response.content.decode()
+    assert evaluation.status == "success"
+    assert evaluation.result == {"type": "json", "value": {"hello": "Ada"}}
+    assert [line["message"] for line in evaluation.logs] == ["hi Ada"]
+    assert evaluation.principal == people["alice"] and evaluation.trigger == "run"
+    assert evaluation.val_version == 0 and evaluation.duration_ms is not None
+
+
+async def test_the_saved_version_runs(people):
+    val = await sync_to_async(make_val)(people["alice"], name="v", code="export default () => 'first';")
+    await sync_to_async(val.save_version)("export default () => 'second';")
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert evaluation.result["value"] == "second" and evaluation.val_version == 1
+
+
+async def test_alice_reads_her_own_secret(people):
+    await sync_to_async(Secret.put)(people["alice"], "GREETING", "alice-secret-value")
+    val = await sync_to_async(make_val)(people["alice"], name="env", code='export default () => Deno.env.get("GREETING") === "alice-secret-value";')
+    await run(await logged_in(people["alice"]), val)
+    assert (await latest_evaluation()).result["value"] is True
+
+
+async def test_bob_running_alices_val_gets_bobs_secrets_never_alices(people):
+    await sync_to_async(Secret.put)(people["alice"], "TOKEN", "alice-token-1234")
+    await sync_to_async(Secret.put)(people["bob"], "TOKEN", "bob-token-5678")
+    code = 'export default () => [Deno.env.get("TOKEN") === "bob-token-5678", Object.keys(Deno.env.toObject()), process.env.TOKEN === "bob-token-5678"];'
+    val = await sync_to_async(make_val)(people["alice"], name="leak", code=code)
+    await run(await logged_in(people["bob"]), val)
+    evaluation = await latest_evaluation()
+    assert evaluation.principal == people["bob"]
+    assert evaluation.result["value"] == [True, ["TOKEN"], True]
+    assert not await Evaluation.objects.filter(principal=people["alice"]).aexists()
+
+
+async def test_secret_values_are_redacted_everywhere_they_could_leak(people):
+    await sync_to_async(Secret.put)(people["alice"], "API_KEY", "sk-very-secret-42")
+    code = """export default () => {
+  const key = Deno.env.get("API_KEY");
+  console.log("the key is", key);
+  console.error(`again: ${key}`);
+  throw new Error(`bad key ${key}`);
+};"""
+    val = await sync_to_async(make_val)(people["alice"], name="leaky", code=code)
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert [line["message"] for line in evaluation.logs] == ["the key is ****", "again: ****"]
+    assert evaluation.error["message"] == "bad key ****"
+    assert "sk-very-secret-42" not in evaluation.error["stack"]
+    returned = await sync_to_async(make_val)(people["alice"], name="returns", code='export default () => ({ key: Deno.env.get("API_KEY") });')
+    await run(await logged_in(people["alice"]), returned)
+    assert (await latest_evaluation()).result["value"] == {"key": "****"}
+
+    def stored_anywhere():
+        with connection.cursor() as cursor:
+            for table in connection.introspection.table_names():
+                cursor.execute(f'SELECT * FROM "{table}"')
+                if "sk-very-secret-42" in repr(cursor.fetchall()):
+                    return table
+        return None
+
+    assert await sync_to_async(stored_anywhere)() is None
+    client = await logged_in(people["alice"])
+    for url in ["/settings/evaluations", evaluation.get_absolute_url(), "/settings/secrets", "/v/alice/leaky"]:
+        page = await client.get(url)
+        assert b"sk-very-secret-42" not in page.content
+
+
+async def test_anonymous_visitors_cannot_run_vals(people):
+    val = await sync_to_async(make_val)(people["alice"], name="pub")
+    response = await run(AsyncClient(), val)
+    assert b"Log in to run vals." in response.content
+    assert not await Evaluation.objects.aexists()
+
+
+async def test_nobody_runs_a_private_val_of_someone_else(people):
+    val = await sync_to_async(make_val)(people["alice"], name="hidden", privacy="private")
+    response = await run(await logged_in(people["bob"]), val)
+    assert response.status_code == 404
+    assert not await Evaluation.objects.aexists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [("[1, 2", "not valid JSON"), ('{"a": 1}', "must be a JSON array"), ("nope", "not valid JSON")],
+)
+async def test_malformed_arguments_get_a_clear_error(people, args, message):
+    val = await sync_to_async(make_val)(people["alice"], name="f")
+    response = await run(await logged_in(people["alice"]), val, args)
+    assert message in response.content.decode()
+    assert not await Evaluation.objects.aexists()
+
+
+async def test_a_val_that_throws_shows_the_error_and_its_line(people):
+    code = "export default () => {\n  const x = 1;\n  throw new TypeError('nope ' + x);\n};\n"
+    val = await sync_to_async(make_val)(people["alice"], name="thrower", code=code)
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert evaluation.status == "error"
+    assert evaluation.error["name"] == "TypeError" and evaluation.error["message"] == "nope 1"
+    assert ":3:" in evaluation.error["stack"]
+
+
+async def test_a_syntax_error_shows_the_typescript_error_and_its_line(people):
+    code = "export default () => {\n  return 1 +;\n};\n"
+    val = await sync_to_async(make_val)(people["alice"], name="broken", code=code)
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert evaluation.status == "error"
+    assert ":2:" in evaluation.error["message"] + evaluation.error["stack"]
+
+
+@override_settings(EVALUATION_TIMEOUT_SECONDS=1)
+async def test_a_val_that_runs_too_long_is_stopped(people):
+    val = await sync_to_async(make_val)(people["alice"], name="forever", code="export default () => { while (true) {} };")
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert evaluation.status == "timeout"
+    assert "timeout" in evaluation.kill_reason.lower() or "timed out" in evaluation.kill_reason.lower()
+
+
+async def test_results_of_every_kind_are_recorded(people):
+    client = await logged_in(people["alice"])
+    cases = {
+        "s": ('export default () => "text";', {"type": "json", "value": "text"}),
+        "n": ("export default () => 4.5;", {"type": "json", "value": 4.5}),
+        "o": ("export default () => ({a: [1, null]});", {"type": "json", "value": {"a": [1, None]}}),
+        "nul": ("export default () => null;", {"type": "json", "value": None}),
+        "u": ("export default () => undefined;", {"type": "undefined"}),
+        "scr": ('console.log("a script");', {"type": "undefined"}),
+    }
+    for name, (code, expected) in cases.items():
+        val = await sync_to_async(make_val)(people["alice"], name=name, code=code)
+        await run(client, val)
+        result = (await latest_evaluation()).result
+        assert {k: v for k, v in result.items() if k in expected} == expected, name
+
+
+async def test_a_returned_response_shows_status_headers_and_body(people):
+    code = 'export default () => new Response("made it", { status: 201, headers: { "x-thing": "yes" } });'
+    val = await sync_to_async(make_val)(people["alice"], name="resp", code=code)
+    await run(await logged_in(people["alice"]), val)
+    result = (await latest_evaluation()).result
+    assert result["type"] == "response"
+    assert result["value"]["status"] == 201 and result["value"]["body"] == "made it"
+    assert result["value"]["headers"]["x-thing"] == "yes"
