@@ -362,6 +362,12 @@ class DenoProcess:
                 ERROR, REASON_CRASHED, "PermissionDenied",
                 "a Worker asked for permissions of its own, which vals may not do", peak,
             )
+        if "Top-level await promise never resolved" in stderr:
+            # Deno stops when nothing is left that could settle the val's promise.
+            return self._failure(
+                ERROR, REASON_CRASHED, "Error",
+                "the val returned a promise that can never settle (nothing was left that could settle it)", peak,
+            )
         if code == -signal.SIGXCPU:
             return self._failure(
                 TIMEOUT, REASON_TIMEOUT, "TimeoutError", "the val used more CPU time than allowed", peak,
@@ -372,8 +378,9 @@ class DenoProcess:
             what = f"died of signal {signal.Signals(-code).name}"
         else:
             what = f"exited with code {code}"
-        last_line = stderr.strip().splitlines()[-1:] if stderr.strip() else []
-        detail = f": {last_line[0][:500]}" if last_line else ""
+        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.lower().startswith(("error", "panic", "fatal"))]
+        detail = f": {(errors or lines)[-1][:500]}" if lines else ""
         return self._failure(
             ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before returning a result{detail}", peak,
         )

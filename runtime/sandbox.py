@@ -142,6 +142,7 @@ def deno_command(config, socket_path, denied):
         find_deno(config),
         "run",
         "--no-prompt",
+        "--quiet",  # no "Download ..." lines among the val's own output
         "--no-config",
         "--no-lock",
         f"--v8-flags=--max-old-space-size={config.heap_mb}",

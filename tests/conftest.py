@@ -34,3 +34,8 @@ def anonymous_client(db):
 
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def pytest_collection_modifyitems(items):
+    """Browser tests run last, so their Playwright loop never meets an asyncio test."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
