@@ -18,7 +18,7 @@ def free_port():
         return sock.getsockname()[1]
 
 
-def test_database_url():
+def database_url_for_tests():
     settings = connection.settings_dict
     if connection.vendor == "sqlite":
         return f"sqlite:///{settings['NAME']}"
@@ -34,7 +34,7 @@ class LiveServer:
         self.url = f"http://localhost:{self.port}"
         env = {
             **os.environ,
-            "DATABASE_URL": test_database_url(),
+            "DATABASE_URL": database_url_for_tests(),
             "SITE_ROOT": self.url,
             "DEBUG": "true",
             "PYTHONUNBUFFERED": "1",

@@ -30,7 +30,27 @@ def _interrupt_abandoned_evaluations():
         pass  # not migrated yet: nothing can be running
 
 
+def _start_embedded_scheduler():
+    """Under daphne (runserver), run the scheduler as a task on the server's own loop."""
+    import asyncio
+    import sys
+
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if not settings.EMBEDDED_SCHEDULER or reactor is None:
+        return
+    from vals.scheduler import Scheduler
+
+    def start():
+        scheduler = Scheduler()
+        reactor.addSystemEventTrigger("before", "shutdown", scheduler.stop)
+        asyncio.get_running_loop().create_task(scheduler.run_forever())
+
+    # callLater, not callWhenRunning: startup triggers fire before the asyncio loop runs.
+    reactor.callLater(0, start)
+
+
 _interrupt_abandoned_evaluations()
+_start_embedded_scheduler()
 
 application = ProtocolTypeRouter(
     {

@@ -169,6 +169,12 @@ EVALUATION_MAX_SECONDS = env_int("EVALUATION_MAX_SECONDS", 120)
 EVALUATION_KEEP_PER_VAL = env_int("EVALUATION_KEEP_PER_VAL", 200)
 EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
 
+# The scheduler runs inside the server process unless it runs as its own processes
+# (`manage.py runscheduler`), as it should when the platform is scaled out.
+EMBEDDED_SCHEDULER = env_bool("EMBEDDED_SCHEDULER", not REDIS_URL)
+SCHEDULER_TICK_SECONDS = env_int("SCHEDULER_TICK_SECONDS", 5)
+SCHEDULER_HOUSEKEEPING_SECONDS = env_int("SCHEDULER_HOUSEKEEPING_SECONDS", 600)
+
 # Test-only speedups go at the bottom.
 if "pytest" in sys.modules or "test" in sys.argv[1:2]:
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
