@@ -5,6 +5,7 @@ from django.db import transaction
 
 from vals.models import Val, validate_code_size
 from vals.names import validate_val_name
+from vals.schedules import parse_schedule
 
 
 class ValEditForm(forms.Form):
@@ -51,8 +52,19 @@ class ValEditForm(forms.Form):
         with transaction.atomic():
             if data["name"] != val.name:
                 val.rename(data["name"])
+            type_changed = data["type"] != val.type
             val.type, val.privacy, val.readme = data["type"], data["privacy"], data["readme"]
             val.save(update_fields=["type", "privacy", "readme", "updated_at"])
+            if type_changed:
+                val.type_changed()
             _, created = val.save_version(data["code"])
         return created
 
+
+
+class ScheduleForm(forms.Form):
+    schedule = forms.CharField(max_length=100)
+    paused = forms.BooleanField(required=False)
+
+    def clean_schedule(self):
+        return parse_schedule(self.cleaned_data["schedule"]).text

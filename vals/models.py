@@ -6,9 +6,11 @@ from django.db import connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Lower
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.functional import cached_property
 
 from vals.names import validate_val_name
+from vals.schedules import parse_schedule
 from vals.templates_for_new_vals import TEMPLATES
 
 
@@ -59,6 +61,9 @@ class ValQuerySet(models.QuerySet):
     def newest(self):
         return self.order_by("-created_at", "-id")
 
+    def due_crons(self, now):
+        return self.filter(type=Val.Type.CRON, schedule_paused=False, next_run_at__lte=now).order_by("next_run_at")
+
     def most_liked(self):
         return self.filter(like_count__gt=0).order_by("-like_count", "-created_at", "-id")
 
@@ -108,6 +113,11 @@ class Val(models.Model):
     forked_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="forks")
     forked_from_version = models.PositiveIntegerField(null=True, blank=True)
     like_count = models.PositiveIntegerField(default=0)
+    # Cron vals only. The scheduler claims a due run by moving next_run_at forward.
+    schedule = models.CharField(max_length=100, blank=True)
+    schedule_paused = models.BooleanField(default=False)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -154,6 +164,8 @@ class Val(models.Model):
                 owner=owner, name=name, code=code, type=type, privacy=privacy, readme=readme, version=0, **extra
             )
             ValVersion.objects.create(val=val, number=0, code=code)
+            if type == Val.Type.CRON:
+                val.set_schedule(val.schedule or settings.CRON_DEFAULT_SCHEDULE)
         return val
 
     # Versions
@@ -181,6 +193,37 @@ class Val(models.Model):
 
     def version_numbered(self, number):
         return self.versions.get(number=number)
+
+    # Cron schedules
+
+    def type_changed(self):
+        """Keep the cron schedule in step with the val's type after the type is edited."""
+        if self.type == Val.Type.CRON:
+            self.set_schedule(self.schedule or settings.CRON_DEFAULT_SCHEDULE)
+        elif self.next_run_at is not None:
+            self.next_run_at = None
+            self.save(update_fields=["next_run_at"])
+
+    def set_schedule(self, text, paused=None):
+        """Set (and validate) the schedule; the next run is counted from now."""
+        schedule = parse_schedule(text)
+        self.schedule = schedule.text
+        if paused is not None:
+            self.schedule_paused = paused
+        self.next_run_at = self.next_scheduled_run()
+        self.save(update_fields=["schedule", "schedule_paused", "next_run_at", "updated_at"])
+
+    def next_scheduled_run(self, after=None):
+        if self.type != Val.Type.CRON or not self.schedule or self.schedule_paused:
+            return None
+        return parse_schedule(self.schedule).next_after(after or timezone.now())
+
+    def claim_due_run(self, now):
+        """Move next_run_at past now, if no other scheduler did first. True if this one won."""
+        won = Val.objects.filter(pk=self.pk, next_run_at=self.next_run_at, schedule_paused=False).update(
+            next_run_at=self.next_scheduled_run(after=now), last_run_at=now
+        )
+        return won == 1
 
     # Naming and settings
 

@@ -16,4 +16,5 @@ urlpatterns = [
     path("vals/<int:val_id>/delete", views.val_delete, name="val_delete"),
     path("vals/<int:val_id>/fork", views.val_fork, name="val_fork"),
     path("vals/<int:val_id>/like", views.val_like, name="val_like"),
+    path("vals/<int:val_id>/schedule", views.val_schedule, name="val_schedule"),
 ]

@@ -9,7 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from vals.forms import ValEditForm
+from vals.forms import ScheduleForm, ValEditForm
 from vals.evaluations.arguments import default_export_is_a_function
 from vals.models import Val, ValVersion
 from vals.names import random_val_name
@@ -96,7 +96,15 @@ def _val_page_context(request, val, old_version=None, form=None):
         "fork_count": forks.count(),
         "parent_visible": val.forked_from is not None and val.forked_from.is_visible_to(request.user),
         "takes_args": default_export_is_a_function(val.code),
+        **_cron_context(request, val),
     }
+
+
+def _cron_context(request, val, schedule_form=None):
+    if val.type != Val.Type.CRON:
+        return {}
+    runs = val.evaluations.filter(trigger="cron").newest()[:10] if val.is_owned_by(request.user) else []
+    return {"cron_runs": runs, "schedule_form": schedule_form or ScheduleForm(), "is_owner": val.is_owned_by(request.user)}
 
 
 @require_GET
@@ -227,4 +235,20 @@ def val_like(request, val_id):
         val.like_by(request.user)
     if request.htmx:
         return render(request, "vals/_like_button.html", {"val": val, "liked": val.is_liked_by(request.user)})
+    return redirect(val)
+
+
+@login_required
+@require_POST
+def val_schedule(request, val_id):
+    val = _get_val_by_id_for_owner(request, val_id)
+    form = ScheduleForm(request.POST)
+    if form.is_valid():
+        val.set_schedule(form.cleaned_data["schedule"], paused=form.cleaned_data["paused"])
+        if not request.htmx:
+            messages.success(request, "Schedule saved.")
+    elif not request.htmx:
+        messages.error(request, " ".join(form.errors.get("schedule", ["That is not a schedule."])))
+    if request.htmx:
+        return render(request, "vals/_cron_panel.html", {"val": val, **_cron_context(request, val, form)})
     return redirect(val)

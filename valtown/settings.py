@@ -31,6 +31,11 @@ def env_int(name, default):
     return int(value) if value not in (None, "") else default
 
 
+def env_float(name, default):
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
 def env_list(name, default=""):
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -169,11 +174,18 @@ EVALUATION_MAX_SECONDS = env_int("EVALUATION_MAX_SECONDS", 120)
 EVALUATION_KEEP_PER_VAL = env_int("EVALUATION_KEEP_PER_VAL", 200)
 EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
 
+# Cron vals run at most this often. Tests lower it.
+CRON_MIN_INTERVAL_SECONDS = env_int("CRON_MIN_INTERVAL_SECONDS", 60)
+# The schedule a new cron val starts with.
+CRON_DEFAULT_SCHEDULE = env_str("CRON_DEFAULT_SCHEDULE", "every 1 hour")
+
 # The scheduler runs inside the server process unless it runs as its own processes
 # (`manage.py runscheduler`), as it should when the platform is scaled out.
 EMBEDDED_SCHEDULER = env_bool("EMBEDDED_SCHEDULER", not REDIS_URL)
-SCHEDULER_TICK_SECONDS = env_int("SCHEDULER_TICK_SECONDS", 5)
+SCHEDULER_TICK_SECONDS = env_float("SCHEDULER_TICK_SECONDS", 5)
 SCHEDULER_HOUSEKEEPING_SECONDS = env_int("SCHEDULER_HOUSEKEEPING_SECONDS", 600)
+# Cron runs started per tick at most; the rest start on the next tick.
+SCHEDULER_BATCH = env_int("SCHEDULER_BATCH", 50)
 
 # Test-only speedups go at the bottom.
 if "pytest" in sys.modules or "test" in sys.argv[1:2]:
