@@ -299,6 +299,10 @@ class Val(models.Model):
         return settings.SITE_ROOT.rstrip("/") + self.raw_url
 
     @property
+    def email_address(self):
+        return f"{self.owner.username}.{self.name}@{settings.EMAIL_DOMAIN}".lower()
+
+    @property
     def code_size(self):
         return human_size(len(self.code.encode("utf-8")))
 

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from vals import views
+from vals import email_views, views
 
 VAL = r"(?P<username>[A-Za-z0-9_-]+)/(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 
@@ -16,5 +16,6 @@ urlpatterns = [
     path("vals/<int:val_id>/delete", views.val_delete, name="val_delete"),
     path("vals/<int:val_id>/fork", views.val_fork, name="val_fork"),
     path("vals/<int:val_id>/like", views.val_like, name="val_like"),
+    path("email/inbound", email_views.inbound_email, name="inbound_email"),
     path("vals/<int:val_id>/schedule", views.val_schedule, name="val_schedule"),
 ]

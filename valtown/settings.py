@@ -163,6 +163,7 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 SECRETS_KEYS = env_list("SECRETS_KEYS")
 
 # Vals
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 * 1024)
 VAL_MAX_CODE_BYTES = env_int("VAL_MAX_CODE_BYTES", 1024 * 1024)
 VAL_MAX_README_BYTES = env_int("VAL_MAX_README_BYTES", 64 * 1024)
 
@@ -178,6 +179,13 @@ EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
 CRON_MIN_INTERVAL_SECONDS = env_int("CRON_MIN_INTERVAL_SECONDS", 60)
 # The schedule a new cron val starts with.
 CRON_DEFAULT_SCHEDULE = env_str("CRON_DEFAULT_SCHEDULE", "every 1 hour")
+
+# Email vals: <username>.<valname>@EMAIL_DOMAIN. Inbound mail over HTTP needs this token.
+EMAIL_DOMAIN = env_str("EMAIL_DOMAIN", "localhost")
+EMAIL_MAX_BYTES = env_int("EMAIL_MAX_BYTES", 10 * 1024 * 1024)
+INBOUND_EMAIL_TOKEN = env_str("INBOUND_EMAIL_TOKEN", "dev-inbound-email-token" if DEBUG else "")
+SMTP_HOST = env_str("SMTP_HOST", "127.0.0.1")
+SMTP_PORT = env_int("SMTP_PORT", 2525)
 
 # The scheduler runs inside the server process unless it runs as its own processes
 # (`manage.py runscheduler`), as it should when the platform is scaled out.

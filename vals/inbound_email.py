@@ -1,0 +1,91 @@
+"""Inbound mail for email vals: parse a raw MIME message and hand it to the val it is for.
+
+Each email val has the address <username>.<valname>@<EMAIL_DOMAIN>. Mail arrives
+through `manage.py runsmtp` or the authenticated HTTP endpoint; both end up here.
+"""
+
+import base64
+from email import policy
+from email.parser import BytesParser
+from email.utils import getaddresses
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from vals.evaluations import runner
+from vals.evaluations.models import Evaluation
+from vals.models import Val
+
+
+class InvalidEmail(ValueError):
+    """A message that can't be read, with a reason fit to show the sender."""
+
+
+class UnknownRecipient(InvalidEmail):
+    """No email val has any of the message's addresses."""
+
+
+def parse_message(raw):
+    """The Email object a val receives: from, to, cc, subject, text, html, headers, attachments."""
+    if len(raw) > settings.EMAIL_MAX_BYTES:
+        raise InvalidEmail(f"The message is larger than {settings.EMAIL_MAX_BYTES // (1024 * 1024)} MB.")
+    try:
+        message = BytesParser(policy=policy.default).parsebytes(raw)
+        sender = str(message.get("From", "")).strip()
+        if not sender or message.defects and not message.keys():
+            raise InvalidEmail("The message has no From header: is it a MIME message?")
+        text_part = message.get_body(preferencelist=("plain",))
+        html_part = message.get_body(preferencelist=("html",))
+        attachments = []
+        for part in message.iter_attachments():
+            content = part.get_payload(decode=True) or b""
+            attachments.append(
+                {
+                    "$file": {
+                        "name": part.get_filename() or "attachment",
+                        "type": part.get_content_type(),
+                        "base64": base64.b64encode(content).decode("ascii"),
+                    }
+                }
+            )
+        return {
+            "from": sender,
+            "to": [address for _, address in getaddresses(message.get_all("To", []))],
+            "cc": [address for _, address in getaddresses(message.get_all("Cc", []))],
+            "subject": str(message.get("Subject", "")),
+            "text": text_part.get_content() if text_part is not None else None,
+            "html": html_part.get_content() if html_part is not None else None,
+            "headers": {name: str(value) for name, value in message.items()},
+            "attachments": attachments,
+        }
+    except InvalidEmail:
+        raise
+    except Exception as error:  # the email package raises many kinds on garbage
+        raise InvalidEmail(f"The message could not be read as MIME: {error}") from None
+
+
+def val_for_address(address):
+    """The email val an address belongs to, or None."""
+    local, _, domain = (address or "").strip().strip("<>").rpartition("@")
+    if domain.lower() != settings.EMAIL_DOMAIN.lower() or "." not in local:
+        return None
+    username, name = local.rsplit(".", 1)
+    return Val.objects.named(username, name).filter(type=Val.Type.EMAIL).select_related("owner").first()
+
+
+async def deliver(raw, recipients=None):
+    """Start the email val of each recipient with the parsed message. Returns the evaluations.
+
+    Without recipients (an SMTP envelope), the To and Cc headers say who it is for.
+    Raises InvalidEmail for a malformed message, UnknownRecipient when it is for no email val."""
+    email = parse_message(raw)
+    if not recipients:
+        recipients = email["to"] + email["cc"]
+    evaluations = []
+    for address in dict.fromkeys(recipients):
+        val = await sync_to_async(val_for_address)(address)
+        if val is not None:
+            evaluations.append(await runner.start(val.owner, val, [email], trigger=Evaluation.Trigger.EMAIL))
+    if not evaluations:
+        raise UnknownRecipient("No email val has that address.")
+    return evaluations
