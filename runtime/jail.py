@@ -13,10 +13,8 @@ It is a separate program, not a preexec_fn, because the host is multi-threaded a
 Python does not promise that code run between fork and exec is safe there.
 """
 
-import argparse
 import ctypes
 import os
-import platform
 import resource
 import signal
 import struct
@@ -58,7 +56,7 @@ LIMITS = {
 
 
 def can_block_ipv6():
-    return platform.machine() in SOCKET_SYSCALL
+    return os.uname().machine in SOCKET_SYSCALL
 
 
 def _instruction(code, k, jump_true=0, jump_false=0):
@@ -67,7 +65,7 @@ def _instruction(code, k, jump_true=0, jump_false=0):
 
 def ipv6_filter():
     """A seccomp program: socket(AF_INET6, ...) fails with EAFNOSUPPORT, all else is allowed."""
-    arch, socket_number = SOCKET_SYSCALL[platform.machine()]
+    arch, socket_number = SOCKET_SYSCALL[os.uname().machine]
     return b"".join(
         [
             _instruction(LOAD_WORD, ARCH),
@@ -107,34 +105,46 @@ def _set_limit(name, value):
     resource.setrlimit(limit, (value, value))
 
 
-def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE")
-    parser.add_argument("--uid", type=int)
-    parser.add_argument("--gid", type=int)
-    parser.add_argument("--umask", type=lambda text: int(text, 8))
-    parser.add_argument("--block-ipv6", action="store_true")
-    parser.add_argument("command", nargs=argparse.REMAINDER)
-    options = parser.parse_args(argv)
-    command = options.command[1:] if options.command[:1] == ["--"] else options.command
-    if not command:
-        parser.error("no command to run")
+def parse_arguments(argv):
+    """Options, then `--`, then the command. (Not argparse: it would double our start-up.)"""
+    options = {"limits": [], "uid": None, "gid": None, "umask": None, "block_ipv6": False}
+    for index, argument in enumerate(argv):
+        if argument == "--":
+            command = argv[index + 1 :]
+            if not command:
+                break
+            return options, command
+        name, _, value = argument.partition("=")
+        if name == "--limit":
+            limit, _, number = value.partition("=")
+            options["limits"].append((limit, int(number)))
+        elif name in ("--uid", "--gid"):
+            options[name[2:]] = int(value)
+        elif name == "--umask":
+            options["umask"] = int(value, 8)
+        elif name == "--block-ipv6":
+            options["block_ipv6"] = True
+        else:
+            sys.exit(f"jail.py: unknown option {argument}")
+    sys.exit("usage: jail.py [--limit=NAME=VALUE] [--uid=N --gid=N] [--umask=OOO] [--block-ipv6] -- command ...")
 
-    for item in options.limit:
-        name, _, value = item.partition("=")
-        _set_limit(name, int(value))
-    if options.umask is not None:
-        os.umask(options.umask)
-    if options.uid is not None:
+
+def main(argv):
+    options, command = parse_arguments(argv)
+    for name, value in options["limits"]:
+        _set_limit(name, value)
+    if options["umask"] is not None:
+        os.umask(options["umask"])
+    if options["uid"] is not None:
         os.setgroups([])
-        os.setgid(options.gid if options.gid is not None else options.uid)
-        os.setuid(options.uid)
+        os.setgid(options["gid"] if options["gid"] is not None else options["uid"])
+        os.setuid(options["uid"])
 
     prctl = _prctl()
     # After setuid: changing credentials clears the parent-death signal.
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     prctl(PR_SET_NO_NEW_PRIVS, 1)
-    if options.block_ipv6:
+    if options["block_ipv6"]:
         program = ipv6_filter()
         buffer = ctypes.create_string_buffer(program)
         fprog = _SockFprog(len(program) // 8, ctypes.addressof(buffer))

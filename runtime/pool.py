@@ -102,7 +102,7 @@ class Pool:
         try:
             return await process.evaluate(job, limits, on_log)
         finally:
-            await process.close()
+            process.kill()  # its slot reaps it and starts the next one
 
     @staticmethod
     def _job(code, url, args, env, mode, export):

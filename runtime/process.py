@@ -114,6 +114,8 @@ class DenoProcess:
         self.startup_output = b""
         self.used = False
         self._logs = None  # the running evaluation's LogCollector
+        self._output_marker = None
+        self.output_finished = {"stdout": asyncio.Event(), "stderr": asyncio.Event()}
         self._closing = None
 
     @property
@@ -186,29 +188,46 @@ class DenoProcess:
         return f"deno {what}" + (f": {output[-1500:]}" if output else "")
 
     async def _read_output(self, stream, level):
-        """What the process writes itself: only ever raw log lines of its evaluation."""
+        """What the process writes itself: only ever raw log lines of its evaluation.
+
+        The harness ends its output with the job's nonce (which the val can't know)
+        before it sends the result, so the host needn't wait for the pipe to close.
+        """
+        finished = self.output_finished[level]
         pending = b""
         while True:
             chunk = await stream.read(64 * 1024)
             if level == "stderr":
                 self.stderr_tail = (self.stderr_tail + chunk)[-STDERR_TAIL_BYTES:]
-            if self._logs is None:
-                if not self.used:
-                    self.startup_output = (self.startup_output + chunk)[-STDERR_TAIL_BYTES:]
-                pending = b""
-                if not chunk:
-                    return
-                continue
-            pending += chunk
-            lines = pending.split(b"\n")
-            pending = lines.pop()
-            if len(pending) > MAX_RAW_LINE_BYTES or (not chunk and pending):
-                lines.append(pending[:MAX_RAW_LINE_BYTES])
-                pending = b""
-            for line in lines:
-                self._logs.add(level, line[:MAX_RAW_LINE_BYTES].decode("utf-8", "replace"), now_ms())
+            if self._logs is None and not self.used:
+                self.startup_output = (self.startup_output + chunk)[-STDERR_TAIL_BYTES:]
+            elif self._logs is not None and not finished.is_set():
+                pending += chunk
+                lines = pending.split(b"\n")
+                pending = lines.pop()
+                if len(pending) > MAX_RAW_LINE_BYTES or (not chunk and pending):
+                    lines.append(pending)
+                    pending = b""
+                for line in lines:
+                    if self._output_marker and line.endswith(self._output_marker):
+                        line = line[: -len(self._output_marker)]
+                        finished.set()
+                    if line or not finished.is_set():
+                        self._logs.add(level, line[:MAX_RAW_LINE_BYTES].decode("utf-8", "replace"), now_ms())
+                    if finished.is_set():
+                        break
             if not chunk:
+                finished.set()
                 return
+
+    async def _wait_for_output(self):
+        """Until stdout and stderr have each reached the end marker, or end of file."""
+        try:
+            async with asyncio.timeout(2):
+                for finished in self.output_finished.values():
+                    await finished.wait()
+        except TimeoutError:
+            pass
 
     # --- The evaluation ------------------------------------------------------
 
@@ -216,6 +235,7 @@ class DenoProcess:
         """Sends the job, waits for the outcome, and kills the process. Returns a Result."""
         self.used = True
         nonce = protocol.new_nonce()
+        self._output_marker = nonce.encode()
         logs = self._logs = LogCollector(limits.max_log_bytes, on_log)
         self.frames.max_bytes = limits.max_result_bytes + FRAME_OVERHEAD_BYTES
         started = time.monotonic()
@@ -225,10 +245,12 @@ class DenoProcess:
         except ConnectionError:
             pass  # it died just now: the outcome will say so
 
+        self.peak_rss = read_status_bytes(self.pid, "VmRSS") or 0
         outcome = await self._wait_for_outcome(nonce, logs, limits)
         duration_ms = int((time.monotonic() - started) * 1000)
         peak = self._peak_memory()
-        await self.close()
+        self.kill()  # the pool's slot reaps it and cleans up, off the caller's path
+        await self._wait_for_output()
         result = self._build_result(outcome, limits, peak)
         result.logs = logs.lines
         result.duration_ms = duration_ms
@@ -339,6 +361,8 @@ class DenoProcess:
     def _crash_result(self, peak):
         """The process ended on its own, without a result. Say why, as well as we can tell."""
         stderr = self.stderr_tail.decode("utf-8", "replace")
+        if self._output_marker:
+            stderr = stderr.replace(self._output_marker.decode(), "")
         code = self.proc.returncode
         if "Fatal JavaScript out of memory" in stderr:
             return self._failure(
@@ -402,12 +426,15 @@ class DenoProcess:
             self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
 
-    async def _close(self):
+    def kill(self):
         if self.alive:
             try:
                 os.kill(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    async def _close(self):
+        self.kill()
         if self.proc:
             await self.proc.wait()
         if self.writer:

@@ -55,6 +55,8 @@ def sandbox_environment(config):
         "NO_COLOR": "1",
         "DENO_NO_UPDATE_CHECK": "1",
         "DENO_NO_PROMPT": "1",
+        # Trust what the host trusts (e.g. a TLS-inspecting proxy's CA), and Mozilla's list.
+        "DENO_TLS_CA_STORE": "system,mozilla",
     }
     for name in config.deno_env_passthrough:
         if name in os.environ:

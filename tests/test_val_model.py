@@ -183,3 +183,16 @@ def test_search_uses_the_full_text_index(alice):
             cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
             plan = "\n".join(str(row) for row in cursor.fetchall())
             assert "vals_val_fts VIRTUAL TABLE INDEX" in plan
+
+
+def test_the_search_index_repairs_itself_after_a_table_rebuild(alice):
+    from django.db import connection
+
+    from vals import search_index
+
+    if connection.vendor == "sqlite":
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER vals_val_fts_insert")
+    search_index.ensure(connection)
+    val = make_val(alice, name="afterRepair", code="phoenix")
+    assert list(Val.objects.search("phoenix")) == [val]

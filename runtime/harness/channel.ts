@@ -5,32 +5,54 @@
 // user code exists, then revokes the only file permissions the process was started
 // with, so the val can never open the socket again. Whatever it writes to stdout is
 // just text the host records as raw log lines.
+//
+// A val can still reach the open socket through Deno's internals and write to it, so
+// every message after the job carries the job's nonce, which the val never sees.
 
 import type { GuestMessage, Job } from "./messages.ts";
 
-const encoder = new TextEncoder();
+// Taken before any user code runs, so that a val replacing JSON.stringify or
+// TextEncoder.prototype.encode later can't watch the harness's messages go by.
+const stringify = JSON.stringify;
+const encode = TextEncoder.prototype.encode.bind(new TextEncoder());
 const decoder = new TextDecoder();
 
+const UNENCODABLE_RESULT = stringify({
+  type: "result",
+  ok: false,
+  error: { name: "Error", message: "the harness could not encode the val's outcome", stack: null },
+});
+
+interface Pending {
+  bytes: Uint8Array;
+  next: Pending | null;
+}
+
 export class Channel {
-  #conn: Deno.UnixConn;
-  #queue: Uint8Array[] = [];
+  #write: (bytes: Uint8Array) => Promise<number>;
+  #read: (buffer: Uint8Array) => Promise<number | null>;
+  #nonce: string | null = null;
+  #first: Pending | null = null;
+  #last: Pending | null = null;
   #pumping = false;
 
   constructor(conn: Deno.UnixConn) {
-    this.#conn = conn;
+    this.#write = conn.write.bind(conn);
+    this.#read = conn.read.bind(conn);
   }
 
-  /** Reads the single job line the host sends. */
+  /** Reads the single job line the host sends, and keeps its nonce for what follows. */
   async receiveJob(): Promise<Job> {
     let text = "";
     const buffer = new Uint8Array(64 * 1024);
     while (!text.includes("\n")) {
-      const count = await this.#conn.read(buffer);
+      const count = await this.#read(buffer);
       if (count === null) throw new Error("the host closed the channel before sending a job");
       text += decoder.decode(buffer.subarray(0, count), { stream: true });
     }
     const job = JSON.parse(text.slice(0, text.indexOf("\n")));
     if (job.type !== "job") throw new Error(`expected a job, got ${job.type}`);
+    this.#nonce = job.nonce;
     return job as Job;
   }
 
@@ -38,22 +60,49 @@ export class Channel {
    * Queues a message. The first write starts at once (Deno polls it eagerly), so a log
    * line reaches the host even if the val then blocks the event loop forever.
    */
-  send(message: GuestMessage): Promise<void> {
-    this.#queue.push(encoder.encode(JSON.stringify(message) + "\n"));
-    return this.#pump();
+  send(message: GuestMessage): void {
+    this.#queue(stringify(message));
+  }
+
+  /**
+   * Keeps the process alive until the host kills it (it never writes again), so it
+   * doesn't exit by itself while the host is still reading its memory figures.
+   */
+  async waitForTheEnd(): Promise<void> {
+    const buffer = new Uint8Array(1);
+    while ((await this.#read(buffer)) !== null) {
+      // Nothing more is expected from the host.
+    }
+  }
+
+  /** The last resort when a result can't be encoded (a val broke JSON for objects). */
+  sendUnencodableResult(): void {
+    this.#queue(UNENCODABLE_RESULT);
+  }
+
+  #queue(frame: string): void {
+    if (this.#nonce !== null) {
+      // Spliced in as text: no toJSON hook a val defines ever sees the nonce.
+      frame = '{"nonce":"' + this.#nonce + '",' + frame.substring(1);
+    }
+    const pending: Pending = { bytes: encode(frame + "\n"), next: null };
+    if (this.#last === null) this.#first = pending;
+    else this.#last.next = pending;
+    this.#last = pending;
+    this.#pump();
   }
 
   async #pump(): Promise<void> {
     if (this.#pumping) return;
     this.#pumping = true;
     try {
-      while (this.#queue.length > 0) {
-        let chunk = this.#queue[0];
-        while (chunk.length > 0) {
-          const written = await this.#conn.write(chunk);
-          chunk = chunk.subarray(written);
+      while (this.#first !== null) {
+        let bytes = this.#first.bytes;
+        while (bytes.byteLength > 0) {
+          bytes = bytes.subarray(await this.#write(bytes));
         }
-        this.#queue.shift();
+        this.#first = this.#first.next;
+        if (this.#first === null) this.#last = null;
       }
     } finally {
       this.#pumping = false;

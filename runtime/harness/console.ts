@@ -13,7 +13,7 @@ export function format(args: unknown[]): string {
     .join(" ");
 }
 
-export function captureConsole(channel: Channel, nonce: string, maxLogBytes: number): void {
+export function captureConsole(channel: Channel, maxLogBytes: number): void {
   let budget = maxLogBytes;
   let truncated = false;
 
@@ -25,10 +25,10 @@ export function captureConsole(channel: Channel, nonce: string, maxLogBytes: num
     if (budget < 0) {
       // The host enforces the cap too; this only saves sending what it would drop.
       truncated = true;
-      channel.send({ type: "logs_truncated", nonce });
+      channel.send({ type: "logs_truncated" });
       return;
     }
-    channel.send({ type: "log", nonce, level, message, ts: Date.now() });
+    channel.send({ type: "log", level, message, ts: Date.now() });
   }
 
   const levels: LogLevel[] = ["log", "info", "warn", "error", "debug"];
@@ -40,4 +40,24 @@ export function captureConsole(channel: Channel, nonce: string, maxLogBytes: num
   console.assert = (condition?: boolean, ...args: unknown[]) => {
     if (!condition) emit("error", ["Assertion failed:", ...args]);
   };
+}
+
+// Taken at start-up, before a val could replace them to learn the nonce.
+const encode = TextEncoder.prototype.encode.bind(new TextEncoder());
+const rawStreams = [Deno.stdout.writeSync.bind(Deno.stdout), Deno.stderr.writeSync.bind(Deno.stderr)];
+
+/**
+ * Marks the end of the evaluation's raw stdout and stderr with the job's nonce, so the
+ * host knows it has all of it without waiting for the process to die. The val can't
+ * know the nonce, so it can't end its output early.
+ */
+export function endRawOutput(nonce: string): void {
+  const marker = encode(nonce + "\n");
+  for (const write of rawStreams) {
+    try {
+      write(marker);
+    } catch {
+      // The val closed it: the host falls back to waiting for end of file.
+    }
+  }
 }

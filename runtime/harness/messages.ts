@@ -40,9 +40,10 @@ export type WireValue =
     bodyEncoding: "text" | "base64";
   };
 
+/** What the harness sends. The channel adds the job's nonce to all but "ready". */
 export type GuestMessage =
   | { type: "ready" }
-  | { type: "log"; nonce: string; level: LogLevel; message: string; ts: number }
-  | { type: "logs_truncated"; nonce: string }
-  | { type: "result"; nonce: string; ok: true; value: WireValue }
-  | { type: "result"; nonce: string; ok: false; error: ErrorInfo };
+  | { type: "log"; level: LogLevel; message: string; ts: number }
+  | { type: "logs_truncated" }
+  | { type: "result"; ok: true; value: WireValue }
+  | { type: "result"; ok: false; error: ErrorInfo };

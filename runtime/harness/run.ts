@@ -26,3 +26,14 @@ export async function runJob(job: Job): Promise<WireValue> {
   const value = typeof exported === "function" ? await exported(...job.args) : await exported;
   return await toWireValue(value);
 }
+
+/**
+ * Loads a tiny TypeScript module the way a val is loaded, while the process waits in
+ * the pool, so the first real import finds the loader and transpiler warm.
+ */
+export async function warmUp(): Promise<void> {
+  const source = "export default (n: number): number => n + 1;";
+  const url = "data:application/typescript;base64," + new TextEncoder().encode(source).toBase64();
+  const module = await import(url);
+  module.default(1);
+}

@@ -34,7 +34,7 @@ def test_unset_settings_keep_their_defaults(settings):
         if name.startswith("RUNTIME_"):
             delattr(settings, name)
 
-    assert load_config() == PoolConfig(work_dir=load_config().work_dir)
+    assert load_config() == PoolConfig()
 
 
 @pytest.mark.parametrize("name", ["RUNTIME_POOL_SIZE", "RUNTIME_MAX_THREADS", "RUNTIME_SANDBOX_GID"])

@@ -4,6 +4,7 @@ while fetch to the module host stays denied. npm: and jsr: specifiers work."""
 import functools
 import http.server
 import os
+import shutil
 import socket
 import tempfile
 import threading
@@ -38,9 +39,9 @@ def module_host():
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=directory))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    server.requests = 0
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    shutil.rmtree(directory)
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ intact, and nothing a val writes itself can pass for a protocol message."""
 
 import asyncio
 import base64
+import re
 import time
 
 import pytest
@@ -207,6 +208,30 @@ async def test_forged_protocol_messages_on_stdout_are_only_text(engine):
     await assert_still_works(engine)
 
 
+async def test_raw_output_is_kept_up_to_the_result_even_without_a_final_newline(engine):
+    result = await engine.evaluate(
+        """export default () => {
+            const encode = (text: string) => new TextEncoder().encode(text);
+            Deno.stdout.writeSync(encode("first line\\nno newline"));
+            Deno.stderr.writeSync(encode("to stderr\\n"));
+            return 1;
+        }"""
+    )
+
+    assert sorted((line.level, line.message) for line in result.logs) == [
+        ("stderr", "to stderr"),
+        ("stdout", "first line"),
+        ("stdout", "no newline"),
+    ]
+
+
+async def test_a_val_that_closes_its_stdout_still_finishes(engine):
+    result = await engine.evaluate("export default () => { Deno.stdout.close(); Deno.stderr.close(); return 'fine' }")
+
+    assert (result.status, result.value) == ("success", "fine")
+    await assert_still_works(engine)
+
+
 async def test_forged_frames_written_to_the_control_socket_are_ignored(engine):
     # A val can reach Deno's internals and write to the socket's resource directly,
     # but it can't know the job's nonce, so the host drops what it writes.
@@ -230,6 +255,38 @@ async def test_forged_frames_written_to_the_control_socket_are_ignored(engine):
     assert result.status == "success"
     assert result.value == ["unixStream"]  # it did write to the channel...
     await assert_still_works(engine)  # ...and that changed nothing
+
+
+async def test_a_val_that_hooks_json_and_text_encoding_never_sees_the_nonce(engine):
+    result = await engine.evaluate(
+        """const seen: string[] = [];
+        const original = JSON.stringify;
+        JSON.stringify = (...args: any[]) => { const text = original(...args); seen.push(text); return text };
+        (Object.prototype as any).toJSON = function () { seen.push(Object.values(this).join(" ")); return this };
+        (String.prototype as any).toJSON = function () { seen.push(String(this)); return String(this) };
+        const encode = TextEncoder.prototype.encode;
+        TextEncoder.prototype.encode = function (text?: string) { seen.push(String(text)); return encode.call(this, text) };
+        export default async () => {
+            console.log("a log line goes through the harness");
+            await new Promise((r) => setTimeout(r, 50));
+            return seen.join("\\n");
+        }"""
+    )
+
+    assert result.status == "success"
+    assert "a log line" in result.value  # the hooks did run on the harness's messages...
+    assert not re.search(r"[0-9a-f]{32}", result.value)  # ...but never saw a nonce
+
+
+async def test_a_val_that_breaks_json_still_gets_an_outcome(engine):
+    result = await engine.evaluate(
+        """(Object.prototype as any).toJSON = function () { throw new Error("no JSON for you") };
+        export default () => 1"""
+    )
+
+    assert result.status == "error"
+    assert result.error["message"] == "the harness could not encode the val's outcome"
+    await assert_still_works(engine)
 
 
 async def test_a_val_reads_nothing_from_stdin(engine):

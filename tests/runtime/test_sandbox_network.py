@@ -313,3 +313,24 @@ def test_the_deny_list_covers_private_ranges_and_this_machines_addresses():
         assert f"[{address}]" in denied
     for address in sandbox.local_ipv4_networks():
         assert address in denied
+
+
+async def test_unix_sockets_on_the_host_are_denied(engine):
+    path = os.path.join(WORK_DIR, "host-service.sock")
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    os.chmod(path, 0o777)
+    server.listen(1)
+    server.settimeout(0.3)
+    try:
+        result = await engine.evaluate(f"export default () => Deno.connect({{ transport: 'unix', path: '{path}' }})")
+
+        assert result.status == "error"
+        assert "Requires read access" in result.error["message"]
+        with pytest.raises(TimeoutError):
+            server.accept()
+    finally:
+        server.close()
+        os.unlink(path)
