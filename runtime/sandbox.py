@@ -10,9 +10,12 @@ Layers, outermost first (see runtime/README.md for the whole security model):
 """
 
 import fcntl
+import functools
+import hashlib
 import ipaddress
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -140,8 +143,9 @@ def import_hosts(config):
 
 
 def deno_command(config, socket_path, denied):
+    deno_path, harness = installed_deno(config), installed_harness(config)
     return [
-        find_deno(config),
+        deno_path,
         "run",
         "--no-prompt",
         "--quiet",  # no "Download ..." lines among the val's own output
@@ -156,7 +160,7 @@ def deno_command(config, socket_path, denied):
         # Only to connect to the control socket; the harness revokes both at once.
         f"--allow-read={socket_path}",
         f"--allow-write={socket_path}",
-        str(HARNESS),
+        str(harness),
         socket_path,
     ]
 
@@ -211,9 +215,66 @@ def make_owned_dir(path, mode):
     os.chmod(path, mode)
 
 
+# --- What the sandbox uids run -------------------------------------------------------
+#
+# A sandbox uid must be able to read the deno binary and the harness. The checkout may
+# sit where only its owner can look (a 0700 home or temp dir), so when processes run as
+# other uids, both are installed into the work dir, readable by all.
+
+
+def _install_dir(config):
+    return os.path.join(config.work_dir, "install")
+
+
+@functools.cache
+def _harness_digest():
+    digest = hashlib.sha256()
+    for path in sorted((RUNTIME_DIR / "harness").glob("*.ts")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def installed_harness(config):
+    if not is_root():
+        return HARNESS
+    return Path(_install_dir(config)) / f"harness-{_harness_digest()}" / HARNESS.name
+
+
+def installed_deno(config):
+    original = find_deno(config)
+    if not is_root():
+        return original
+    info = os.stat(original)
+    return os.path.join(_install_dir(config), f"deno-{info.st_size}-{info.st_mtime_ns}")
+
+
+def install_runnables(config):
+    """Copies deno and the harness where every sandbox uid can read them, once per version."""
+    make_owned_dir(_install_dir(config), 0o755)
+    deno_copy = installed_deno(config)
+    if not os.path.exists(deno_copy):
+        partial = deno_copy + ".partial"
+        shutil.copy2(find_deno(config), partial)
+        os.chmod(partial, 0o755)
+        os.replace(partial, deno_copy)
+    harness_dir = installed_harness(config).parent
+    if not harness_dir.exists():
+        partial = Path(str(harness_dir) + f".partial-{os.getpid()}")
+        shutil.copytree(RUNTIME_DIR / "harness", partial, dirs_exist_ok=True)
+        os.chmod(partial, 0o755)
+        for path in partial.iterdir():
+            os.chmod(path, 0o644)
+        try:
+            os.rename(partial, harness_dir)
+        except OSError:  # another pool installed it first
+            shutil.rmtree(partial, ignore_errors=True)
+
+
 def prepare_directories(config):
     """The work dir, the shared module cache, and a location_data nobody can write."""
     make_owned_dir(config.work_dir, 0o711)
+    if is_root():
+        install_runnables(config)
     make_owned_dir(os.path.join(config.work_dir, "processes"), 0o711)
     make_owned_dir(os.path.join(config.work_dir, "uids"), 0o700)
     deno_dir = config.deno_dir_path

@@ -85,3 +85,16 @@ def test_it_runs_vals_as_an_unprivileged_user():
         ["timeout", None],
     ]
     assert "not running as root" in finished.stderr
+
+
+def test_sandbox_uids_run_deno_and_the_harness_from_a_readable_install(tmp_path):
+    """The checkout may be unreadable to other uids (a 0700 home or temp dir)."""
+    if not sandbox.is_root():
+        pytest.skip("processes only change uid when the host runs as root")
+    config = runtime_config().with_changes(work_dir=str(tmp_path / "work"))
+    sandbox.prepare_directories(config)
+    for path in (sandbox.installed_deno(config), sandbox.installed_harness(config)):
+        assert os.access(path, os.R_OK)
+        mode = os.stat(path).st_mode
+        assert mode & 0o004, f"{path} is not readable by other users"
+        assert str(path).startswith(str(tmp_path / "work"))
