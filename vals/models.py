@@ -299,6 +299,12 @@ class Val(models.Model):
         return settings.SITE_ROOT.rstrip("/") + self.raw_url
 
     @property
+    def endpoint_url(self):
+        """Where an HTTP val is served: its own origin, never the app's."""
+        host = f"{self.owner.username}-{self.name}".lower()
+        return f"{settings.HTTP_VAL_SCHEME}://{host}.{settings.HTTP_VAL_DOMAIN}/"
+
+    @property
     def email_address(self):
         return f"{self.owner.username}.{self.name}@{settings.EMAIL_DOMAIN}".lower()
 

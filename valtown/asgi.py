@@ -52,9 +52,14 @@ def _start_embedded_scheduler():
 _interrupt_abandoned_evaluations()
 _start_embedded_scheduler()
 
-application = ProtocolTypeRouter(
-    {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
-    }
+from vals.http_gateway import HttpValRouter  # noqa: E402
+
+# Requests for HTTP vals' own origins are routed first, around Django entirely.
+application = HttpValRouter(
+    ProtocolTypeRouter(
+        {
+            "http": django_asgi_app,
+            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        }
+    )
 )

@@ -180,6 +180,12 @@ CRON_MIN_INTERVAL_SECONDS = env_int("CRON_MIN_INTERVAL_SECONDS", 60)
 # The schedule a new cron val starts with.
 CRON_DEFAULT_SCHEDULE = env_str("CRON_DEFAULT_SCHEDULE", "every 1 hour")
 
+# HTTP vals are served on their own origins: http://<username>-<valname>.<HTTP_VAL_DOMAIN>.
+# *.localhost resolves to loopback in browsers and curl, so the default works out of the box.
+HTTP_VAL_DOMAIN = env_str("HTTP_VAL_DOMAIN", "web.localhost:8000")
+HTTP_VAL_SCHEME = env_str("HTTP_VAL_SCHEME", "http")
+HTTP_VAL_MAX_BODY_BYTES = env_int("HTTP_VAL_MAX_BODY_BYTES", 10 * 1024 * 1024)
+
 # Email vals: <username>.<valname>@EMAIL_DOMAIN. Inbound mail over HTTP needs this token.
 EMAIL_DOMAIN = env_str("EMAIL_DOMAIN", "localhost")
 EMAIL_MAX_BYTES = env_int("EMAIL_MAX_BYTES", 10 * 1024 * 1024)

@@ -100,6 +100,10 @@ class Evaluation(models.Model):
     kill_reason = models.CharField(max_length=200, blank=True)
     peak_memory_bytes = models.BigIntegerField(null=True, blank=True)
     runner = models.CharField(max_length=100, blank=True)
+    # HTTP requests only.
+    http_method = models.CharField(max_length=10, blank=True)
+    http_path = models.CharField(max_length=2000, blank=True)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
 
     objects = EvaluationQuerySet.as_manager()
 

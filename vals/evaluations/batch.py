@@ -1,0 +1,53 @@
+"""Writing evaluation records in batches, so that recording HTTP requests never caps throughput."""
+
+import asyncio
+import logging
+
+from vals.evaluations.models import Evaluation
+
+logger = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+FLUSH_EVERY_SECONDS = 0.5
+
+
+class EvaluationWriter:
+    """Collects finished Evaluation objects and saves them with bulk_create, from one task."""
+
+    def __init__(self):
+        self._pending = []
+        self._task = None
+        self._wakeup = None
+
+    def add(self, evaluation):
+        self._pending.append(evaluation)
+        if self._task is None or self._task.done():
+            self._wakeup = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._write_forever())
+        if len(self._pending) >= BATCH_SIZE:
+            self._wakeup.set()
+
+    async def _write_forever(self):
+        while self._pending:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=FLUSH_EVERY_SECONDS)
+            except asyncio.TimeoutError:
+                pass
+            self._wakeup.clear()
+            await self.flush()
+
+    async def flush(self):
+        batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            await Evaluation.objects.abulk_create(batch)
+        except Exception:
+            logger.exception("Could not record %s evaluations", len(batch))
+
+    async def drain(self):
+        """Write everything now (tests, shutdown)."""
+        await self.flush()
+
+
+writer = EvaluationWriter()
