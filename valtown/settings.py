@@ -167,6 +167,16 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 *
 VAL_MAX_CODE_BYTES = env_int("VAL_MAX_CODE_BYTES", 1024 * 1024)
 VAL_MAX_README_BYTES = env_int("VAL_MAX_README_BYTES", 64 * 1024)
 
+# The REST API's rate limits, per minute.
+API_RATE_LIMIT_PER_TOKEN = env_int("API_RATE_LIMIT_PER_TOKEN", 600)
+API_RATE_LIMIT_PER_IP = env_int("API_RATE_LIMIT_PER_IP", 1200)
+
+# Caches (rate limits live here): process memory by default, Redis when scaled out.
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # Evaluations
 EVALUATION_TIMEOUT_SECONDS = env_int("EVALUATION_TIMEOUT_SECONDS", 10)
 # No evaluation may run longer than this, whatever its trigger: past it, a running

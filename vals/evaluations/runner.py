@@ -19,9 +19,9 @@ logger = logging.getLogger(__name__)
 # script whose top level is the whole run.
 HAS_DEFAULT_EXPORT = re.compile(r"^\s*export\s+default\b|^\s*export\s*\{[^}]*\bas\s+default\b", re.M)
 
-# Evaluations started by this process that have not finished yet. Holding the tasks
-# keeps them from being garbage-collected mid-run.
-_tasks = set()
+# Evaluations started by this process that have not finished yet, by id. Holding the
+# tasks keeps them from being garbage-collected mid-run.
+_tasks = {}
 
 
 async def start(principal, val, args, trigger=Evaluation.Trigger.RUN):
@@ -29,15 +29,22 @@ async def start(principal, val, args, trigger=Evaluation.Trigger.RUN):
         val=val, val_version=val.version, principal=principal, trigger=trigger, args=args, runner=RUNNER
     )
     task = asyncio.get_running_loop().create_task(run(evaluation.pk))
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    _tasks[evaluation.pk] = task
+    task.add_done_callback(lambda _: _tasks.pop(evaluation.pk, None))
     return evaluation
 
 
 async def wait_for_all():
     """Wait until every evaluation this process started has finished (for tests and shutdown)."""
     while _tasks:
-        await asyncio.gather(*list(_tasks), return_exceptions=True)
+        await asyncio.gather(*list(_tasks.values()), return_exceptions=True)
+
+
+async def wait_for(evaluation_id):
+    """Wait until an evaluation this process started has finished."""
+    task = _tasks.get(evaluation_id)
+    if task is not None:
+        await asyncio.gather(task, return_exceptions=True)
 
 
 def _code_of(evaluation):
