@@ -12,3 +12,5 @@ urlpatterns = [
     path("", include("vals.evaluations.urls")),
     path("", include("vals.urls")),
 ]
+
+handler404 = "vals.api.errors.page_not_found"

@@ -1,8 +1,10 @@
+from typing import Annotated
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import Http404
-from ninja import NinjaAPI, Query
+from ninja import NinjaAPI, Path, Query
 from ninja.errors import AuthenticationError, HttpError
 from ninja.errors import ValidationError as SchemaValidationError
 from ninja.responses import Status
@@ -45,6 +47,10 @@ api = NinjaAPI(
 )
 
 MAX_PAGE_SIZE = 100
+MAX_OFFSET = 1_000_000
+# Ids beyond this are refused before they reach the database (SQLite integers are 64-bit).
+MAX_ID = 2**53
+PathId = Annotated[int, Path(ge=0, le=MAX_ID)]
 
 
 # --- Errors: one shape everywhere ---------------------------------------------------
@@ -190,7 +196,7 @@ def me(request):
 
 
 @api.get("/vals", response={200: ValPage, **ERRORS}, tags=["vals"])
-def list_my_vals(request, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset: int = Query(0, ge=0)):
+def list_my_vals(request, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset: int = Query(0, ge=0, le=MAX_OFFSET)):
     """Your vals, newest first."""
     limit, offset = pagination(limit, offset)
     vals = Val.objects.filter(owner=request.user).select_related("owner").order_by("-created_at", "-id")
@@ -206,8 +212,8 @@ def create_val(request, payload: ValIn):
     return Status(201, val_out(val, request.user))
 
 
-@api.get("/vals/{int:val_id}", response={200: ValOut, **ERRORS}, tags=["vals"])
-def get_val(request, val_id: int):
+@api.get("/vals/{val_id}", response={200: ValOut, **ERRORS}, tags=["vals"])
+def get_val(request, val_id: PathId):
     return val_out(visible_val(request, val_id), request.user)
 
 
@@ -219,8 +225,8 @@ def get_val_by_name(request, username: str, name: str):
     return val_out(val, request.user)
 
 
-@api.patch("/vals/{int:val_id}", response={200: ValOut, **ERRORS}, tags=["vals"])
-def update_val(request, val_id: int, payload: ValPatch):
+@api.patch("/vals/{val_id}", response={200: ValOut, **ERRORS}, tags=["vals"])
+def update_val(request, val_id: PathId, payload: ValPatch):
     """Rename, or set privacy, type or readme. Code changes go through POST /versions."""
     val = own_val(request, val_id)
     if payload.name is not None and payload.name != val.name:
@@ -235,21 +241,21 @@ def update_val(request, val_id: int, payload: ValPatch):
     return val_out(val, request.user)
 
 
-@api.delete("/vals/{int:val_id}", response={204: None, **ERRORS}, tags=["vals"])
-def delete_val(request, val_id: int):
+@api.delete("/vals/{val_id}", response={204: None, **ERRORS}, tags=["vals"])
+def delete_val(request, val_id: PathId):
     own_val(request, val_id).delete()
     return Status(204, None)
 
 
-@api.get("/vals/{int:val_id}/versions", response={200: VersionPage, **ERRORS}, tags=["versions"])
-def list_versions(request, val_id: int, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset: int = Query(0, ge=0)):
+@api.get("/vals/{val_id}/versions", response={200: VersionPage, **ERRORS}, tags=["versions"])
+def list_versions(request, val_id: PathId, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset: int = Query(0, ge=0, le=MAX_OFFSET)):
     limit, offset = pagination(limit, offset)
     val = visible_val(request, val_id)
     return page(val.versions.order_by("-number"), limit, offset, lambda v: {"number": v.number, "created_at": v.created_at})
 
 
-@api.get("/vals/{int:val_id}/versions/{int:number}", response={200: VersionOut, **ERRORS}, tags=["versions"])
-def get_version(request, val_id: int, number: int):
+@api.get("/vals/{val_id}/versions/{number}", response={200: VersionOut, **ERRORS}, tags=["versions"])
+def get_version(request, val_id: PathId, number: PathId):
     val = visible_val(request, val_id)
     try:
         version = val.version_numbered(number)
@@ -258,31 +264,31 @@ def get_version(request, val_id: int, number: int):
     return {"number": version.number, "code": version.code, "created_at": version.created_at}
 
 
-@api.post("/vals/{int:val_id}/versions", response={201: VersionSaved, 200: VersionSaved, **ERRORS}, tags=["versions"])
-def save_code(request, val_id: int, payload: CodeIn):
+@api.post("/vals/{val_id}/versions", response={201: VersionSaved, 200: VersionSaved, **ERRORS}, tags=["versions"])
+def save_code(request, val_id: PathId, payload: CodeIn):
     """Save new code: a new version, unless the code is unchanged."""
     val = own_val(request, val_id)
     version, created = val.save_version(payload.code)
     return Status((201 if created else 200), {"number": version.number, "created": created})
 
 
-@api.post("/vals/{int:val_id}/fork", response={201: ValOut, **ERRORS}, tags=["vals"])
-def fork_val(request, val_id: int):
+@api.post("/vals/{val_id}/fork", response={201: ValOut, **ERRORS}, tags=["vals"])
+def fork_val(request, val_id: PathId):
     require_write(request)
     fork = visible_val(request, val_id).fork_for(request.user)
     return Status(201, val_out(fork, request.user))
 
 
-@api.post("/vals/{int:val_id}/like", response={200: LikeOut, **ERRORS}, tags=["likes"])
-def like_val(request, val_id: int):
+@api.post("/vals/{val_id}/like", response={200: LikeOut, **ERRORS}, tags=["likes"])
+def like_val(request, val_id: PathId):
     require_write(request)
     val = visible_val(request, val_id)
     val.like_by(request.user)
     return {"liked": True, "like_count": val.like_count}
 
 
-@api.delete("/vals/{int:val_id}/like", response={200: LikeOut, **ERRORS}, tags=["likes"])
-def unlike_val(request, val_id: int):
+@api.delete("/vals/{val_id}/like", response={200: LikeOut, **ERRORS}, tags=["likes"])
+def unlike_val(request, val_id: PathId):
     require_write(request)
     val = visible_val(request, val_id)
     val.unlike_by(request.user)
@@ -306,25 +312,25 @@ def my_evaluations(request, val_id=None, status=None, trigger=None):
 @api.get("/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"])
 def list_evaluations(
     request,
-    val_id: int | None = None,
+    val_id: int | None = Query(None, ge=0, le=MAX_ID),
     status: EvaluationStatus | None = None,
     trigger: Trigger | None = None,
     limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ):
     """Every evaluation made as you, newest first."""
     limit, offset = pagination(limit, offset)
     return page(my_evaluations(request, val_id, status, trigger), limit, offset, evaluation_summary)
 
 
-@api.get("/vals/{int:val_id}/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"])
+@api.get("/vals/{val_id}/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"])
 def list_val_evaluations(
     request,
-    val_id: int,
+    val_id: PathId,
     status: EvaluationStatus | None = None,
     trigger: Trigger | None = None,
     limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ):
     """Your evaluations of one val, newest first."""
     limit, offset = pagination(limit, offset)
@@ -332,16 +338,16 @@ def list_val_evaluations(
     return page(my_evaluations(request, val_id, status, trigger), limit, offset, evaluation_summary)
 
 
-@api.get("/evaluations/{int:evaluation_id}", response={200: EvaluationOut, **ERRORS}, tags=["evaluations"])
-def get_evaluation(request, evaluation_id: int):
+@api.get("/evaluations/{evaluation_id}", response={200: EvaluationOut, **ERRORS}, tags=["evaluations"])
+def get_evaluation(request, evaluation_id: PathId):
     evaluation = Evaluation.objects.filter(pk=evaluation_id, principal=request.user).first()
     if evaluation is None:
         raise not_found("No such evaluation.")
     return evaluation_out(evaluation)
 
 
-@api.post("/vals/{int:val_id}/run", response={200: EvaluationOut, 202: EvaluationOut, **ERRORS}, tags=["evaluations"])
-async def run_val(request, val_id: int, payload: RunIn, wait: bool = True):
+@api.post("/vals/{val_id}/run", response={200: EvaluationOut, 202: EvaluationOut, **ERRORS}, tags=["evaluations"])
+async def run_val(request, val_id: PathId, payload: RunIn, wait: bool = True):
     """Run a val as you, with your secrets. With wait=false, returns at once; follow its logs
     over the websocket /ws/evaluations/{id}."""
     require_write(request)

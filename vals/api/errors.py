@@ -29,3 +29,13 @@ def bad_request(message):
 
 # Declared on every operation so the OpenAPI document describes what can come back.
 ERRORS = {400: Error, 401: Error, 403: Error, 404: Error, 429: Error}
+
+
+def page_not_found(request, exception=None):
+    """The site's 404: JSON in the one error shape under /v1/, the HTML page elsewhere."""
+    from django.http import JsonResponse
+    from django.views.defaults import page_not_found as html_page_not_found
+
+    if request.path.startswith("/v1/"):
+        return JsonResponse({"error": {"type": "not_found", "message": "Not found."}}, status=404)
+    return html_page_not_found(request, exception)

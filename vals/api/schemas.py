@@ -45,8 +45,11 @@ class ValSummary(Schema):
     updated_at: datetime
 
 
+VAL_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,47}$"
+
+
 class ValIn(Schema):
-    name: str = Field(..., max_length=200)
+    name: str = Field(..., min_length=1, max_length=48, pattern=VAL_NAME)
     code: str = Field("", max_length=2_000_000)
     type: ValType = "script"
     privacy: Privacy = "public"
@@ -54,7 +57,7 @@ class ValIn(Schema):
 
 
 class ValPatch(Schema):
-    name: str | None = Field(None, max_length=200)
+    name: str | None = Field(None, min_length=1, max_length=48, pattern=VAL_NAME)
     type: ValType | None = None
     privacy: Privacy | None = None
     readme: str | None = Field(None, max_length=200_000)
