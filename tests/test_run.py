@@ -186,3 +186,54 @@ async def test_a_returned_response_shows_status_headers_and_body(people):
     assert result["type"] == "response"
     assert result["value"]["status"] == 201 and result["value"]["body"] == "made it"
     assert result["value"]["headers"]["x-thing"] == "yes"
+
+
+async def test_a_stranger_runs_the_version_they_saw_not_one_swapped_in_later(people):
+    val = await sync_to_async(make_val)(people["alice"], name="swap", code="export default () => 'harmless';")
+    await sync_to_async(val.save_version)("export default () => 'swapped';")
+    client = await logged_in(people["bob"])
+    await client.post(f"/vals/{val.pk}/run", {"version": "0"}, headers={"HX-Request": "true"})
+    await runner.wait_for_all()
+    evaluation = await latest_evaluation()
+    assert evaluation.val_version == 0 and evaluation.result["value"] == "harmless"
+    response = await client.post(f"/vals/{val.pk}/run", {"version": "9"}, headers={"HX-Request": "true"})
+    assert b"does not exist" in response.content
+
+
+@override_settings(EVALUATION_MAX_RUNNING_PER_USER=2)
+async def test_one_user_cannot_fill_the_pool(people):
+    val = await sync_to_async(make_val)(people["alice"], name="slow", code="export default () => new Promise((r) => setTimeout(r, 1500));")
+    client = await logged_in(people["alice"])
+    responses = [await client.post(f"/vals/{val.pk}/run", headers={"HX-Request": "true"}) for _ in range(3)]
+    assert b"runs in progress" in responses[2].content
+    bob_val = await sync_to_async(make_val)(people["bob"], name="quick", code="export default () => 1;")
+    await run(await logged_in(people["bob"]), bob_val)
+    assert await Evaluation.objects.filter(principal=people["bob"], status="success").aexists()
+
+
+@override_settings(EVALUATION_MAX_LOG_BYTES=10_000)
+async def test_a_flood_of_empty_lines_is_capped_too(people):
+    code = 'export default () => { for (let i = 0; i < 20000; i++) console.log(""); };'
+    val = await sync_to_async(make_val)(people["alice"], name="flood", code=code)
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert len(evaluation.logs) < 400
+    assert evaluation.logs[-1]["message"].startswith("logs truncated")
+
+
+async def test_text_no_database_can_store_is_made_storable(people):
+    code = r"""export default () => { console.log('a\ud800\u0000b'); let deep: any = 1; for (let i = 0; i < 200; i++) deep = [deep]; return { s: 'b\ud800', deep }; };"""
+    val = await sync_to_async(make_val)(people["alice"], name="weird", code=code)
+    client = await logged_in(people["alice"])
+    await run(client, val)
+    evaluation = await latest_evaluation()
+    assert evaluation.status == "success"
+    assert "\x00" not in evaluation.logs[0]["message"]
+    page = await client.get(evaluation.get_absolute_url())
+    assert page.status_code == 200
+
+
+async def test_deeply_nested_arguments_get_a_clear_error(people):
+    val = await sync_to_async(make_val)(people["alice"], name="f")
+    response = await run(await logged_in(people["alice"]), val, "[" * 20000 + "]" * 20000)
+    assert b"nested too deeply" in response.content or b"not valid JSON" in response.content

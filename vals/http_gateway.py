@@ -47,7 +47,9 @@ def _find_http_val(label):
     if not username or not name:
         return None, None
     val = Val.objects.named(username, name).select_related("owner").first()
-    if val is None:
+    # A private val is never served: a visitor to its origin carries no identity to show
+    # it is the owner, and a different answer would tell strangers that it exists.
+    if val is None or val.privacy == Val.Privacy.PRIVATE:
         return None, None
     code = val.versions.get(number=val.version).code
     env = Secret.objects.filter(owner_id=val.owner_id).environment()

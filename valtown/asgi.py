@@ -11,9 +11,7 @@ if settings.SERVE_STATIC:
 
     django_asgi_app = ASGIStaticFilesHandler(django_asgi_app)
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from valtown.routing import websocket_urlpatterns  # noqa: E402
 
@@ -52,6 +50,7 @@ def _start_embedded_scheduler():
 _interrupt_abandoned_evaluations()
 _start_embedded_scheduler()
 
+from vals.evaluations.ws_auth import TokenOrSessionAuth  # noqa: E402
 from vals.http_gateway import HttpValRouter  # noqa: E402
 
 # Requests for HTTP vals' own origins are routed first, around Django entirely.
@@ -59,7 +58,7 @@ application = HttpValRouter(
     ProtocolTypeRouter(
         {
             "http": django_asgi_app,
-            "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+            "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
         }
     )
 )

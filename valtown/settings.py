@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -41,7 +42,12 @@ def env_list(name, default=""):
 
 
 DEBUG = env_bool("DEBUG", True)
-SECRET_KEY = env_str("SECRET_KEY", "dev-only-not-secret-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest())
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        # Sessions and the secrets' encryption key derive from it: never guessable in production.
+        raise ImproperlyConfigured("Set SECRET_KEY in the environment when DEBUG is off.")
+    SECRET_KEY = "dev-only-not-secret-" + hashlib.sha256(str(BASE_DIR).encode()).hexdigest()
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost,testserver")
 SITE_NAME = env_str("SITE_NAME", "Val Town")
 SITE_ROOT = env_str("SITE_ROOT", "http://localhost:8000")
@@ -182,6 +188,9 @@ EVALUATION_TIMEOUT_SECONDS = env_int("EVALUATION_TIMEOUT_SECONDS", 10)
 # No evaluation may run longer than this, whatever its trigger: past it, a running
 # record whose process is gone is marked interrupted.
 EVALUATION_MAX_SECONDS = env_int("EVALUATION_MAX_SECONDS", 120)
+EVALUATION_MAX_LOG_BYTES = env_int("EVALUATION_MAX_LOG_BYTES", 1024 * 1024)
+# Runs (Run button and API) one user may have going at once, so nobody can fill the pool.
+EVALUATION_MAX_RUNNING_PER_USER = env_int("EVALUATION_MAX_RUNNING_PER_USER", 4)
 EVALUATION_KEEP_PER_VAL = env_int("EVALUATION_KEEP_PER_VAL", 200)
 EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
 

@@ -352,7 +352,10 @@ async def run_val(request, val_id: PathId, payload: RunIn, wait: bool = True):
     over the websocket /ws/evaluations/{id}."""
     require_write(request)
     val = await sync_to_async(visible_val)(request, val_id)
-    evaluation = await runner.start(request.user, val, payload.args, trigger=Evaluation.Trigger.API)
+    try:
+        evaluation = await runner.start(request.user, val, payload.args, trigger=Evaluation.Trigger.API)
+    except runner.TooManyRuns as busy:
+        raise ApiError(429, "too_many_runs", str(busy), {"Retry-After": "5"}) from None
     if not wait:
         return Status(202, evaluation_out(evaluation))
     await runner.wait_for(evaluation.pk)

@@ -23,6 +23,8 @@ def parse_args(text):
         args = json.loads(text)
     except json.JSONDecodeError as error:
         return None, f"The arguments are not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}."
+    except RecursionError:
+        return None, "The arguments are nested too deeply."
     if not isinstance(args, list):
         return None, 'The arguments must be a JSON array, like ["Ada", 36]. Wrap a single argument in [ ].'
     return args, None

@@ -6,7 +6,8 @@ import json
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.template.loader import render_to_string
 
-from vals.evaluations.models import Evaluation
+from vals.evaluations.models import Evaluation, val_log_group
+from vals.models import Val
 
 REFUSED = 4403
 
@@ -97,3 +98,31 @@ def evaluation_summary(evaluation):
         "error": evaluation.error,
         "kill_reason": evaluation.kill_reason,
     }
+
+
+class ValLogConsumer(AsyncWebsocketConsumer):
+    """Follows every new evaluation of one val made as the connected user (`valtown logs --follow`).
+
+    JSON messages: {"type": "log", "evaluation_id", "seq", "level", "message", "ts"} and
+    {"type": "result", "evaluation_id", ...} when an evaluation ends."""
+
+    async def connect(self):
+        user = self.scope.get("user")
+        val = await Val.objects.filter(pk=int(self.scope["url_route"]["kwargs"]["val_id"])).afirst()
+        if val is None or user is None or not user.is_authenticated or not val.is_visible_to(user):
+            await self.close(code=REFUSED)
+            return
+        self.group = val_log_group(val.pk, user.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+
+    async def disconnect(self, code):
+        if hasattr(self, "group"):
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def val_log(self, event):
+        await self.send(text_data=json.dumps({"type": "log", "evaluation_id": event["evaluation_id"], **event["line"]}))
+
+    async def val_finished(self, event):
+        evaluation = await Evaluation.objects.aget(pk=event["evaluation_id"])
+        await self.send(text_data=json.dumps({"type": "result", "evaluation_id": evaluation.pk, **evaluation_summary(evaluation)}))

@@ -10,10 +10,15 @@ import logging
 import time
 
 from channels.layers import get_channel_layer
+from django.conf import settings
+
+from vals.evaluations.storable import storable_text
 
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_SECONDS = 0.25
+# What a stored line costs beyond its text, so that a flood of empty lines is capped too.
+LINE_OVERHEAD_BYTES = 32
 
 
 class LiveLog:
@@ -21,6 +26,8 @@ class LiveLog:
         self.evaluation = evaluation
         self.redactor = redactor
         self.lines = []
+        self.stored_bytes = 0
+        self.truncated = False
         self.layer = get_channel_layer()
         self._queue = asyncio.Queue()
         self._flushed = 0
@@ -28,8 +35,16 @@ class LiveLog:
         self._sender = asyncio.create_task(self._send_forever())
 
     def add(self, level, message, timestamp_ms):
-        """Called for each log line, in the order the val wrote them."""
-        line = {"seq": len(self.lines), "level": level, "message": self.redactor.text(message), "ts": timestamp_ms}
+        """Called for each log line, in the order the val wrote them. Past the cap, one
+        "logs truncated" line is kept and the rest dropped."""
+        if self.truncated:
+            return
+        message = storable_text(self.redactor.text(message))
+        self.stored_bytes += len(message.encode("utf-8")) + LINE_OVERHEAD_BYTES
+        if self.stored_bytes > settings.EVALUATION_MAX_LOG_BYTES:
+            self.truncated = True
+            level, message = "warn", f"logs truncated: this evaluation logged more than {settings.EVALUATION_MAX_LOG_BYTES // 1024} KB"
+        line = {"seq": len(self.lines), "level": level, "message": message, "ts": timestamp_ms}
         self.lines.append(line)
         self._queue.put_nowait(line)
 
@@ -53,6 +68,9 @@ class LiveLog:
     async def publish(self, message):
         try:
             await self.layer.group_send(self.evaluation.group_name, message)
+            await self.layer.group_send(
+                self.evaluation.val_group_name, {**message, "evaluation_id": self.evaluation.pk, "type": "val." + message["type"].split(".")[1]}
+            )
         except Exception:
             # Live logs are a convenience: the evaluation goes on, and its record keeps every line.
             logger.warning("Could not publish to %s", self.evaluation.group_name, exc_info=True)

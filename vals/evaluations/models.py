@@ -24,6 +24,10 @@ def _pid_alive(pid):
     return True
 
 
+def val_log_group(val_id, principal_id):
+    return f"val-{val_id}-as-{principal_id}"
+
+
 class EvaluationQuerySet(models.QuerySet):
     def running(self):
         return self.filter(status=Evaluation.Status.RUNNING)
@@ -124,6 +128,11 @@ class Evaluation(models.Model):
     def group_name(self):
         """The channel-layer group its live logs are published to."""
         return f"evaluation-{self.pk}"
+
+    @property
+    def val_group_name(self):
+        """The group that carries every evaluation of this val made as this principal."""
+        return val_log_group(self.val_id, self.principal_id)
 
     @property
     def is_finished(self):

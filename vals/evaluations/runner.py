@@ -12,6 +12,7 @@ import runtime
 from accounts.secrets.models import Redactor, Secret
 from vals.evaluations.live import LiveLog
 from vals.evaluations.models import RUNNER, Evaluation
+from vals.evaluations.storable import storable, storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -24,9 +25,28 @@ HAS_DEFAULT_EXPORT = re.compile(r"^\s*export\s+default\b|^\s*export\s*\{[^}]*\ba
 _tasks = {}
 
 
-async def start(principal, val, args, trigger=Evaluation.Trigger.RUN):
+class TooManyRuns(Exception):
+    """The principal already has as many interactive runs in progress as allowed."""
+
+
+INTERACTIVE = (Evaluation.Trigger.RUN, Evaluation.Trigger.API)
+
+
+async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=None):
+    """Record a new evaluation of val (its latest version, or `version`) and start it
+    in the background on this event loop."""
+    if trigger in INTERACTIVE:
+        running = await Evaluation.objects.running().filter(principal=principal, trigger__in=INTERACTIVE).acount()
+        limit = settings.EVALUATION_MAX_RUNNING_PER_USER
+        if running >= limit:
+            raise TooManyRuns(f"You already have {running} runs in progress (at most {limit}). Wait for one to finish.")
     evaluation = await Evaluation.objects.acreate(
-        val=val, val_version=val.version, principal=principal, trigger=trigger, args=args, runner=RUNNER
+        val=val,
+        val_version=val.version if version is None else version,
+        principal=principal,
+        trigger=trigger,
+        args=args,
+        runner=RUNNER,
     )
     task = asyncio.get_running_loop().create_task(run(evaluation.pk))
     _tasks[evaluation.pk] = task
@@ -86,10 +106,10 @@ def result_fields(result, redactor):
     """The Evaluation fields that record a runtime result, with secrets redacted."""
     error = None
     if result.error:
-        error = {key: redactor.text(result.error.get(key) or "") for key in ("name", "message", "stack")}
+        error = {key: storable_text(redactor.text(result.error.get(key) or "")) for key in ("name", "message", "stack")}
     return {
         "status": result.status,
-        "result": redactor.value(result.value_record()) if result.status == "success" else None,
+        "result": redactor.value(storable(result.value_record())) if result.status == "success" else None,
         "error": error,
         "duration_ms": result.duration_ms,
         "kill_reason": result.kill_reason or "",

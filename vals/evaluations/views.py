@@ -21,9 +21,16 @@ async def val_run(request, val_id):
     if val is None or not val.is_visible_to(user):
         raise Http404("No such val.")
     args, error = parse_args(request.POST.get("args"))
+    version = request.POST.get("version", "")
+    if not error and version and not (version.isdigit() and await val.versions.filter(number=int(version)).aexists()):
+        error = "That version of the val does not exist."
     if error:
         return await sync_to_async(render)(request, "evaluations/_run_error.html", {"error": error})
-    evaluation = await runner.start(user, val, args)
+    try:
+        # The version the viewer saw, so an author can't swap the code between view and Run.
+        evaluation = await runner.start(user, val, args, version=int(version) if version else None)
+    except runner.TooManyRuns as busy:
+        return await sync_to_async(render)(request, "evaluations/_run_error.html", {"error": str(busy)})
     return await sync_to_async(render)(request, "evaluations/_run_panel.html", {"evaluation": evaluation, "val": val})
 
 
