@@ -222,3 +222,9 @@ def test_the_schema_and_docs_are_served(db):
     schema = Client().get("/v1/openapi.json")
     assert schema.status_code == 200 and "/v1/vals/{val_id}" in schema.json()["paths"]
     assert Client().get("/v1/docs").status_code == 200
+
+
+def test_the_interactive_docs_need_nothing_from_the_internet(db):
+    content = Client().get("/v1/docs").content.decode()
+    assert "swagger-ui-bundle.js" in content
+    assert "https://" not in content

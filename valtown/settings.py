@@ -64,6 +64,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "channels",
     "django_htmx",
+    "ninja",
     "allauth",
     "allauth.account",
     "accounts",
