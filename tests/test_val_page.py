@@ -244,3 +244,12 @@ def test_the_admin_is_for_staff_only(alice_client, db):
     alice_client.force_login(staff)
     assert alice_client.get("/admin/").status_code == 200
     assert alice_client.get("/admin/vals/val/").status_code == 200
+
+
+def test_search_results_are_paginated_keeping_the_query(anonymous_client, alice):
+    for n in range(32):
+        make_val(alice, name=f"zebra{n}")
+    first = anonymous_client.get("/", {"q": "zebra"}).content.decode()
+    assert "Page 1 of 2" in first and "?q=zebra&page=2" in first
+    second = anonymous_client.get("/", {"q": "zebra", "page": 2}).content.decode()
+    assert second.count('class="val-card"') == 2

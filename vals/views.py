@@ -1,4 +1,5 @@
 import difflib
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -59,7 +60,7 @@ def home(request):
     if query:
         results = listed.search(query).newest()
         page = Paginator(results, PAGE_SIZE).get_page(request.GET.get("page"))
-        context = {"query": query, "page": page}
+        context = {"query": query, "page": page, "pager_query": urlencode({"q": query})}
         if request.htmx:
             return render(request, "vals/_search_results.html", context)
         return render(request, "vals/search.html", context)

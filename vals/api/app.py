@@ -106,27 +106,6 @@ def page(queryset, limit, offset, serialize):
     }
 
 
-def val_out(val, viewer):
-    parent = val.forked_from
-    return {
-        "id": val.pk,
-        "owner": val.owner.username,
-        "name": val.name,
-        "type": val.type,
-        "privacy": val.privacy,
-        "readme": val.readme,
-        "code": val.code,
-        "version": val.version,
-        "like_count": val.like_count,
-        "forked_from": parent.pk if parent is not None and parent.is_visible_to(viewer) else None,
-        "forked_from_version": val.forked_from_version if parent is not None and parent.is_visible_to(viewer) else None,
-        "created_at": val.created_at,
-        "updated_at": val.updated_at,
-        "url": settings.SITE_ROOT.rstrip("/") + val.get_absolute_url(),
-        "raw_url": val.import_url,
-    }
-
-
 def val_summary(val):
     return {
         "id": val.pk,
@@ -137,6 +116,21 @@ def val_summary(val):
         "version": val.version,
         "like_count": val.like_count,
         "updated_at": val.updated_at,
+    }
+
+
+def val_out(val, viewer):
+    # Lineage is shown only when the viewer may see the parent.
+    parent_visible = val.forked_from is not None and val.forked_from.is_visible_to(viewer)
+    return {
+        **val_summary(val),
+        "readme": val.readme,
+        "code": val.code,
+        "forked_from": val.forked_from_id if parent_visible else None,
+        "forked_from_version": val.forked_from_version if parent_visible else None,
+        "created_at": val.created_at,
+        "url": settings.SITE_ROOT.rstrip("/") + val.get_absolute_url(),
+        "raw_url": val.import_url,
     }
 
 
