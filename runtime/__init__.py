@@ -2,17 +2,20 @@
 
     result = await runtime.evaluate(code="export default (a, b) => a + b", args=[1, 2])
     result = runtime.evaluate_sync(url="http://127.0.0.1:8000/v/alice/foo.ts", env={"TOKEN": "..."})
+    outcome = await runtime.serve_http(key, code=..., scope=scope, receive=receive, send=send)
 
 Plain Python: nothing here needs Django. See runtime/README.md for the security model.
 """
 
 from runtime.config import Limits, PoolConfig
 from runtime.engine import Engine, get_engine
-from runtime.pool import Pool, RuntimeBusy, RuntimeUnavailable
-from runtime.result import LogLine, Result
+from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
+from runtime.pool import Pool
+from runtime.result import HttpOutcome, LogLine, Result
 
 __all__ = [
     "Engine",
+    "HttpOutcome",
     "Limits",
     "LogLine",
     "Pool",
@@ -22,6 +25,7 @@ __all__ = [
     "RuntimeUnavailable",
     "evaluate",
     "evaluate_sync",
+    "serve_http",
     "shutdown",
 ]
 
@@ -34,6 +38,11 @@ async def evaluate(code=None, **kwargs):
 def evaluate_sync(code=None, **kwargs):
     """evaluate() for sync code (a Django view, a management command)."""
     return get_engine().evaluate_sync(code, **kwargs)
+
+
+async def serve_http(key, **kwargs):
+    """Serves one ASGI HTTP request with an HTTP val's warm process. See Pool.serve_http."""
+    return await get_engine().serve_http(key, **kwargs)
 
 
 def shutdown():

@@ -25,11 +25,16 @@ def _default_work_dir():
 
 @dataclass(frozen=True)
 class Limits:
-    """Limits for one evaluation. Memory limits are the pool's, as processes are pre-started."""
+    """Limits for one evaluation or HTTP request. Memory limits are the pool's, as
+    processes are pre-started (and an HTTP val's process serves many requests)."""
 
     timeout_seconds: float = 10.0
     max_log_bytes: int = 1_000_000
     max_result_bytes: int = 1_000_000
+    # Host calls (on_call): how many one evaluation or request may make, and the
+    # largest payload or reply, in bytes of JSON.
+    max_host_calls: int = 100
+    max_host_call_bytes: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,28 @@ class PoolConfig:
     # exec'ing its arguments), e.g. an `unshare -m` that bind-mounts a hosts file.
     command_prefix: tuple[str, ...] = ()
 
+    # --- HTTP vals: warm processes, one val version and owner (one key) each -----------
+    # A warm process is retired after this long without a request.
+    http_idle_seconds: float = 5.0
+    # ... after this many requests (a fresh one then takes over the key) ...
+    http_max_requests_per_process: int = 1000
+    # ... or once its resident memory passes this after a request (max_rss_mb still
+    # kills it at once, whatever it is doing).
+    http_recycle_rss_mb: int = 256
+    # Warm processes in all, for every key. When a new key needs one, the least
+    # recently used idle process is retired; if none is idle the request waits.
+    http_max_processes: int = 8
+    # Requests one key's process handles at once. More wait, then get 503.
+    http_max_concurrent_per_key: int = 8
+    # How long a request waits for a place (the key's cap, or http_max_processes)
+    # before 503 with Retry-After.
+    http_wait_seconds: float = 2.0
+    # Blank processes kept started for HTTP vals, so a key's first request need not
+    # wait for Deno to start. They count apart from pool_size and http_max_processes.
+    http_spare_processes: int = 1
+    # Response bytes a val may stream ahead of what the visitor has taken.
+    http_response_window_bytes: int = 256 * 1024
+
     def with_changes(self, **changes):
         return replace(self, **changes)
 
@@ -101,13 +128,9 @@ class PoolConfig:
         return self.deno_dir or os.path.join(self.work_dir, "deno-dir")
 
 
-# Django setting name -> PoolConfig field. Limits come from the RUNTIME_DEFAULT_* ones.
+# Django setting name -> PoolConfig field, and -> default Limits field (RUNTIME_TIMEOUT_SECONDS...).
 SETTINGS = {f"RUNTIME_{f.name.upper()}": f.name for f in fields(PoolConfig) if f.name != "default_limits"}
-LIMIT_SETTINGS = {
-    "RUNTIME_TIMEOUT_SECONDS": "timeout_seconds",
-    "RUNTIME_MAX_LOG_BYTES": "max_log_bytes",
-    "RUNTIME_MAX_RESULT_BYTES": "max_result_bytes",
-}
+LIMIT_SETTINGS = {f"RUNTIME_{f.name.upper()}": f.name for f in fields(Limits)}
 
 
 def load_config():

@@ -1,4 +1,5 @@
-"""The pool: pre-started sandboxed Deno processes, one fresh process per evaluation.
+"""The pool: pre-started sandboxed Deno processes, one fresh process per evaluation,
+and warm processes for HTTP vals (runtime/warm.py).
 
 Each of pool_size slots runs a loop: start a process, offer it as ready, wait until it
 has served its evaluation (or died), start the next one. So start-up cost is paid
@@ -17,19 +18,14 @@ import time
 
 from runtime import sandbox
 from runtime.config import PoolConfig
+from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
+from runtime.http import Exchange
 from runtime.process import DenoProcess, StartupFailed
+from runtime.warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
 MAX_RESTART_DELAY_SECONDS = 30.0
-
-
-class RuntimeBusy(Exception):
-    """Every process is busy and the wait queue is full, or the wait took too long."""
-
-
-class RuntimeUnavailable(Exception):
-    """The pool can't start Deno processes at all (or has been stopped)."""
 
 
 class Pool:
@@ -44,6 +40,7 @@ class Pool:
         self.denied_hosts = []
         self.last_start_error = None
         self.processes_started = 0
+        self.http = None  # the WarmPool, once started
 
     async def __aenter__(self):
         await self.start()
@@ -63,6 +60,7 @@ class Pool:
         for number in range(self.config.pool_size):
             self._failing[number] = False
             self._slots.append(asyncio.ensure_future(self._run_slot(number)))
+        self.http = WarmPool(self.config, self.denied_hosts)
 
     async def wait_until_ready(self, count=None, timeout=60.0):
         """Waits until `count` processes (default: all) are ready. For tests and benchmarks."""
@@ -77,6 +75,8 @@ class Pool:
 
     async def stop(self):
         self._closed = True
+        if self.http is not None:
+            await self.http.stop()
         for slot in self._slots:
             slot.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
@@ -85,7 +85,17 @@ class Pool:
     # --- Evaluating ----------------------------------------------------------
 
     async def evaluate(
-        self, code=None, *, url=None, args=(), env=None, limits=None, on_log=None, mode="function", export="default"
+        self,
+        code=None,
+        *,
+        url=None,
+        args=(),
+        env=None,
+        limits=None,
+        on_log=None,
+        on_call=None,
+        mode="function",
+        export="default",
     ):
         """Runs a val in a fresh sandboxed process and returns its Result.
 
@@ -93,22 +103,67 @@ class Pool:
         "function" calls the export named `export` with `args`; mode "script" only
         imports the module. env holds the evaluation's secrets. on_log(level, message,
         timestamp_ms) is called for each log line as it arrives, on this event loop.
+        on_call(name, payload) (a coroutine function) answers the val's host calls.
         """
         job = self._job(code, url, args, env, mode, export)
+        limits = self._checked(limits)
+        process = await self._take_ready_process()
+        try:
+            return await process.evaluate(job, limits, on_log, on_call)
+        finally:
+            process.kill()  # its slot reaps it and starts the next one
+
+    async def serve_http(
+        self,
+        key,
+        *,
+        code=None,
+        url=None,
+        env=None,
+        scope,
+        receive,
+        send=None,
+        send_all=None,
+        limits=None,
+        max_body_bytes=10 * 1024 * 1024,
+        on_log=None,
+        on_call=None,
+        export="default",
+    ):
+        """Serves one ASGI HTTP request with the val's warm process for `key`. Returns an HttpOutcome.
+
+        key says which warm process may serve it (one val version run for one principal,
+        e.g. ("val", val_id, version, principal_id)): requests with equal keys share a
+        process, others never do. scope, receive and send are the ASGI request's, on this
+        event loop (send_all(messages) may replace send, to pass several at once).
+        """
+        hash(key)  # fails early on a key that can't be one
+        job = self._job(code, url, (), env, "http", export)
+        limits = self._checked(limits)
+        if (send is None) == (send_all is None):
+            raise ValueError("give either send or send_all")
+        if send_all is None:
+            send_all = _sender_of_many(send)
+        if self._closed or self.http is None:
+            raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
+        self.http.start()
+        exchange = Exchange(
+            self.http, key, job, scope=scope, receive=receive, send_all=send_all, limits=limits,
+            max_body_bytes=max_body_bytes, on_log=on_log, on_call=on_call,
+        )
+        return await exchange.serve()
+
+    def _checked(self, limits):
         limits = limits or self.config.default_limits
         if not 0 < limits.timeout_seconds <= self.config.max_timeout_seconds:
             raise ValueError(f"timeout_seconds must be between 0 and {self.config.max_timeout_seconds}")
-        process = await self._take_ready_process()
-        try:
-            return await process.evaluate(job, limits, on_log)
-        finally:
-            process.kill()  # its slot reaps it and starts the next one
+        return limits
 
     @staticmethod
     def _job(code, url, args, env, mode, export):
         if (code is None) == (url is None):
             raise ValueError("give either code or url")
-        if mode not in ("function", "script"):
+        if mode not in ("function", "script", "http"):
             raise ValueError('mode must be "function" or "script"')
         env = dict(env or {})
         for name, value in env.items():
@@ -183,3 +238,11 @@ class Pool:
             if process is not None:
                 await process.close()  # before its uid can go to another slot
             lease.release()
+
+
+def _sender_of_many(send):
+    async def send_all(messages):
+        for message in messages:
+            await send(message)
+
+    return send_all

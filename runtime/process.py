@@ -15,6 +15,7 @@ import tempfile
 import time
 
 from runtime import protocol, sandbox
+from runtime.hostcalls import HostCalls, writer_for
 from runtime.result import (
     ERROR,
     KILLED,
@@ -58,10 +59,22 @@ def read_status_bytes(pid, field):
     return None
 
 
+def read_cpu_seconds(pid):
+    """User plus system CPU time a live process has used, in seconds, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            # The command name (field 2) may hold spaces; what follows its ")" is fixed.
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class LogCollector:
     """An evaluation's log lines, capped in total size, passed on to on_log as they come."""
 
-    def __init__(self, max_bytes, on_log):
+    def __init__(self, max_bytes, on_log, what="evaluation"):
+        self.what = what
         self.max_bytes = max_bytes
         self.on_log = on_log
         self.lines = []
@@ -81,7 +94,7 @@ class LogCollector:
     def truncate(self):
         if not self.truncated:
             self.truncated = True
-            message = f"logs truncated: this evaluation logged more than {self.max_bytes:,} bytes"
+            message = f"logs truncated: this {self.what} logged more than {self.max_bytes:,} bytes"
             self._append(LogLine("warn", message, now_ms()))
 
     def _append(self, line):
@@ -187,6 +200,12 @@ class DenoProcess:
         output = self.startup_output.decode("utf-8", "replace").strip()
         return f"deno {what}" + (f": {output[-1500:]}" if output else "")
 
+    def send_raw_output_to(self, sink):
+        """For a warm HTTP process: its raw stdout and stderr lines go to sink.add(level,
+        message, timestamp_ms) as they come, for as long as it lives."""
+        self.used = True
+        self._logs = sink
+
     async def _read_output(self, stream, level):
         """What the process writes itself: only ever raw log lines of its evaluation.
 
@@ -231,22 +250,33 @@ class DenoProcess:
 
     # --- The evaluation ------------------------------------------------------
 
-    async def evaluate(self, job, limits, on_log):
+    async def evaluate(self, job, limits, on_log, on_call=None):
         """Sends the job, waits for the outcome, and kills the process. Returns a Result."""
         self.used = True
         nonce = protocol.new_nonce()
         self._output_marker = nonce.encode()
         logs = self._logs = LogCollector(limits.max_log_bytes, on_log)
-        self.frames.max_bytes = limits.max_result_bytes + FRAME_OVERHEAD_BYTES
+        self.frames.max_bytes = max(limits.max_result_bytes, limits.max_host_call_bytes) + FRAME_OVERHEAD_BYTES
+        host_calls = HostCalls(on_call, limits, writer_for(self.writer))
         started = time.monotonic()
         try:
-            self.writer.write(protocol.encode_job(nonce=nonce, max_log_bytes=limits.max_log_bytes, **job))
+            self.writer.write(
+                protocol.encode_job(
+                    nonce=nonce,
+                    max_log_bytes=limits.max_log_bytes,
+                    max_host_call_bytes=limits.max_host_call_bytes,
+                    **job,
+                )
+            )
             await self.writer.drain()
         except ConnectionError:
             pass  # it died just now: the outcome will say so
 
         self.peak_rss = read_status_bytes(self.pid, "VmRSS") or 0
-        outcome = await self._wait_for_outcome(nonce, logs, limits)
+        try:
+            outcome = await self._wait_for_outcome(nonce, logs, limits, host_calls)
+        finally:
+            host_calls.end("the evaluation has ended")
         duration_ms = int((time.monotonic() - started) * 1000)
         peak = self._peak_memory()
         self.kill()  # the pool's slot reaps it and cleans up, off the caller's path
@@ -256,9 +286,9 @@ class DenoProcess:
         result.duration_ms = duration_ms
         return result
 
-    async def _wait_for_outcome(self, nonce, logs, limits):
+    async def _wait_for_outcome(self, nonce, logs, limits, host_calls):
         """("result", message) or ("timeout",) / ("memory",) / ("too large",) / ("exited",)."""
-        frames = asyncio.ensure_future(self._read_frames(nonce, logs))
+        frames = asyncio.ensure_future(self._read_frames(nonce, logs, host_calls))
         memory = asyncio.ensure_future(self._watch_memory())
         waiting = {frames, memory, self.exit_task}
         deadline = time.monotonic() + limits.timeout_seconds
@@ -290,7 +320,7 @@ class DenoProcess:
             frames.cancel()
             memory.cancel()
 
-    async def _read_frames(self, nonce, logs):
+    async def _read_frames(self, nonce, logs, host_calls):
         """Reads messages until the result. Anything without the nonce is dropped."""
         while True:
             line = await self.frames.read_line()
@@ -303,6 +333,8 @@ class DenoProcess:
                 logs.add(message["level"], message["message"], float(message["ts"]))
             elif message["type"] == "logs_truncated":
                 logs.truncate()
+            elif message["type"] == "call":
+                host_calls.handle(message)
             elif message["type"] == "result":
                 return message
 
@@ -341,7 +373,7 @@ class DenoProcess:
                 f"result too large: the return value is over {limits.max_result_bytes:,} bytes of JSON", peak,
             )
         if kind == "exited":
-            return self._crash_result(peak)
+            return self.crash_result(peak)
         message = outcome[1]
         if not message["ok"]:
             return Result(status=ERROR, error=protocol.decode_error(message["error"]), peak_memory_bytes=peak)
@@ -358,8 +390,8 @@ class DenoProcess:
             )
         return Result(status=SUCCESS, value=value, value_type=value_type, peak_memory_bytes=peak)
 
-    def _crash_result(self, peak):
-        """The process ended on its own, without a result. Say why, as well as we can tell."""
+    def crash_result(self, peak, unfinished="returning a result"):
+        """The process ended on its own, before `unfinished`. Say why, as well as we can tell."""
         stderr = self.stderr_tail.decode("utf-8", "replace")
         if self._output_marker:
             stderr = stderr.replace(self._output_marker.decode(), "")
@@ -406,7 +438,7 @@ class DenoProcess:
         errors = [line for line in lines if line.lower().startswith(("error", "panic", "fatal"))]
         detail = f": {(errors or lines)[-1][:500]}" if lines else ""
         return self._failure(
-            ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before returning a result{detail}", peak,
+            ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before {unfinished}{detail}", peak,
         )
 
     @staticmethod

@@ -2,16 +2,31 @@
 
 One JSON object per line, on a unix socket private to one process:
 
-    host -> guest   {"type": "job", "nonce", "url" | "code", "mode", "export", "args", "env", "maxLogBytes"}
+    host -> guest   {"type": "job", "nonce", "url" | "code", "mode", "export", "args", "env",
+                     "maxLogBytes", "maxHostCallBytes", "responseWindowBytes"}
+                    {"type": "call_result", "id", "ok": true, "value"} | {..., "ok": false, "error": "..."}
     guest -> host   {"type": "ready"}                      before the job
-                    {"type": "log", "nonce", "level", "message", "ts"}
-                    {"type": "logs_truncated", "nonce"}
-                    {"type": "result", "nonce", "ok": true, "value": {...}}
+                    {"type": "log", "nonce", "level", "message", "ts", "request"}
+                    {"type": "logs_truncated", "nonce", "request"}
+                    {"type": "call", "nonce", "id", "request", "name", "payload"}
+    an evaluation:  {"type": "result", "nonce", "ok": true, "value": {...}}
                     {"type": "result", "nonce", "ok": false, "error": {"name", "message", "stack"}}
 
-The host trusts nothing here beyond "this is what the evaluation produced": every
-message after the job must carry the job's nonce (which user code never sees), lines
-have a size cap, and anything malformed is dropped.
+An HTTP val's warm process (mode "http") answers the job with "loaded", then serves
+exchanges, each numbered by the host ("request"):
+
+    host -> guest   {"type": "request", "request", "method", "url", "headers": [[name, value]...],
+                     "hasBody", "maxLogBytes", "maxHostCallBytes"}
+                    {"type": "body", "request", "data": base64}   {"type": "body_end", "request"}
+                    {"type": "credit", "request", "bytes"}        {"type": "abort", "request", "reason"}
+    guest -> host   {"type": "loaded", "nonce", "ok": true} | {..., "ok": false, "error": {...}}
+                    {"type": "head", "nonce", "request", "status", "headers": [[name, value]...]}
+                    {"type": "chunk", "nonce", "request", "data": base64}
+                    {"type": "end", "nonce", "request"} | {"type": "fail", "nonce", "request", "error": {...}}
+
+The host trusts nothing here beyond "this is what the val produced": every message
+after the job must carry the job's nonce (which user code never sees), lines have a
+size cap, and anything malformed is dropped.
 """
 
 import json
@@ -28,7 +43,9 @@ def new_nonce():
     return secrets.token_hex(16)
 
 
-def encode_job(*, nonce, url, code, mode, export, args, env, max_log_bytes):
+def encode_job(
+    *, nonce, url, code, mode, export, args, env, max_log_bytes, max_host_call_bytes, response_window_bytes=0
+):
     job = {
         "type": "job",
         "nonce": nonce,
@@ -39,12 +56,31 @@ def encode_job(*, nonce, url, code, mode, export, args, env, max_log_bytes):
         "args": args,
         "env": env,
         "maxLogBytes": max_log_bytes,
+        "maxHostCallBytes": max_host_call_bytes,
+        "responseWindowBytes": response_window_bytes,
     }
     return json.dumps(job).encode() + b"\n"
 
 
+def encode(message):
+    """Any other host -> guest message, as one line."""
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+def _is_request_id(value, optional=False):
+    if value is None:
+        return optional
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_header_list(value):
+    return isinstance(value, list) and all(
+        isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair) for pair in value
+    )
+
+
 def parse_message(line, nonce=None):
-    """The message in one line, or None if it is not a valid one for this evaluation."""
+    """The message in one line, or None if it is not a valid one for this process."""
     try:
         message = json.loads(line)
     except ValueError:
@@ -56,20 +92,36 @@ def parse_message(line, nonce=None):
         return message if nonce is None else None
     if nonce is None or message.get("nonce") != nonce:
         return None
-    if kind == "log":
-        if message.get("level") not in LOG_LEVELS or not isinstance(message.get("message"), str):
-            return None
-        if not isinstance(message.get("ts"), (int, float)):
-            return None
-        return message
-    if kind == "logs_truncated":
-        return message
-    if kind == "result":
-        if message.get("ok") is True and isinstance(message.get("value"), dict):
-            return message
-        if message.get("ok") is False and isinstance(message.get("error"), dict):
-            return message
-    return None
+    valid = VALID_MESSAGES.get(kind)
+    return message if valid is not None and valid(message) else None
+
+
+VALID_MESSAGES = {
+    "log": lambda m: (
+        m.get("level") in LOG_LEVELS
+        and isinstance(m.get("message"), str)
+        and isinstance(m.get("ts"), (int, float))
+        and _is_request_id(m.get("request"), optional=True)
+    ),
+    "logs_truncated": lambda m: _is_request_id(m.get("request"), optional=True),
+    "result": lambda m: (
+        (m.get("ok") is True and isinstance(m.get("value"), dict))
+        or (m.get("ok") is False and isinstance(m.get("error"), dict))
+    ),
+    "call": lambda m: (
+        _is_request_id(m.get("id")) and _is_request_id(m.get("request"), optional=True) and isinstance(m.get("name"), str)
+    ),
+    "loaded": lambda m: m.get("ok") is True or (m.get("ok") is False and isinstance(m.get("error"), dict)),
+    "head": lambda m: (
+        _is_request_id(m.get("request"))
+        and isinstance(m.get("status"), int)
+        and 100 <= m["status"] <= 599
+        and _is_header_list(m.get("headers"))
+    ),
+    "chunk": lambda m: _is_request_id(m.get("request")) and isinstance(m.get("data"), str),
+    "end": lambda m: _is_request_id(m.get("request")),
+    "fail": lambda m: _is_request_id(m.get("request")) and isinstance(m.get("error"), dict),
+}
 
 
 def decode_value(wire):

@@ -45,3 +45,26 @@ class Result:
     def value_record(self):
         """The value with its type marker, as one JSON-able dict to store."""
         return {"type": self.value_type, "value": self.value}
+
+
+@dataclass
+class HttpOutcome:
+    """What serving one HTTP request produced: the outcome of runtime.serve_http()."""
+
+    # success: the val answered (even if the visitor left before the end);
+    # error: it threw, failed to load, or there was no room for it; timeout; killed.
+    status: str
+    http_status: int | None = None  # what the visitor got; 499 if they left before any answer
+    duration_ms: int = 0
+    logs: list[LogLine] = field(default_factory=list)
+    error: dict | None = None  # {"name", "message", "stack"}: for the val's owner, never the visitor
+    kill_reason: str | None = None
+    # The visitor disconnected before the response was complete.
+    client_disconnected: bool = False
+    # The response ended normally (False: cut short by an error, a timeout or a disconnect).
+    response_complete: bool = False
+    pid: int | None = None  # the warm process that served it
+
+    @property
+    def ok(self):
+        return self.status == SUCCESS

@@ -38,6 +38,7 @@ class LiveServer:
             "SITE_ROOT": self.url,
             "DEBUG": "true",
             "PYTHONUNBUFFERED": "1",
+            "VALTOWN_TESTING": "1",
             **(extra_env or {}),
         }
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"valtown-live-{self.port}.log", "w+")

@@ -81,3 +81,70 @@ def test_the_gateway_strips_the_apps_cookies_anyway():
     headers = [(b"cookie", b"sessionid=abc; theme=dark; csrftoken=xyz"), (b"accept", b"*/*")]
     assert without_app_cookies(headers) == [(b"cookie", b"theme=dark"), (b"accept", b"*/*")]
     assert without_app_cookies([(b"cookie", b"sessionid=abc")]) == []
+
+
+ECHO_VAL = """\
+export default async function (req: Request): Promise<Response> {
+  const url = new URL(req.url);
+  const body = new Uint8Array(await req.arrayBuffer());
+  console.log(`${req.method} ${url.pathname}${url.search}`);
+  const headers = new Headers({ "content-type": "application/octet-stream", "x-seen-cookie": req.headers.get("cookie") ?? "" });
+  headers.append("set-cookie", "a=1; Path=/");
+  headers.append("set-cookie", "b=2; Path=/");
+  return new Response(body.reverse(), { status: 201, headers });
+}
+"""
+
+
+async def full_request(host, path="/", method="GET", body=b"", headers=()):
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {
+        "type": "http", "method": method, "path": path.split("?")[0], "raw_path": path.encode(),
+        "query_string": path.partition("?")[2].encode(), "scheme": "http", "http_version": "1.1",
+        "headers": [(b"host", host.encode()), *headers], "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+    }
+    await HttpValRouter(None)(scope, receive, send)
+    start = sent[0]
+    return start["status"], start["headers"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+async def test_an_http_val_round_trips_method_path_query_headers_and_binary_bodies(alice):
+    from vals.evaluations.batch import writer
+    from vals.evaluations.models import Evaluation
+
+    await sync_to_async(make_val)(alice, name="echo", type="http", code=ECHO_VAL)
+    payload = bytes(range(256))
+    status, headers, body = await full_request(
+        "alice-echo.web.localhost:8000", "/some/path?x=1&y=2", "POST", payload,
+        headers=[(b"cookie", b"sessionid=stolen; theme=dark")],
+    )
+    assert status == 201
+    assert body == payload[::-1]
+    assert [v for k, v in headers if k == b"set-cookie"] == [b"a=1; Path=/", b"b=2; Path=/"]
+    assert dict(headers)[b"x-seen-cookie"] == b"theme=dark"
+    await writer.drain()
+    evaluation = await Evaluation.objects.aget(trigger="http")
+    assert (evaluation.http_method, evaluation.http_path, evaluation.http_status) == ("POST", "/some/path?x=1&y=2", 201)
+    assert evaluation.status == "success" and evaluation.logs[0]["message"] == "POST /some/path?x=1&y=2"
+
+
+async def test_a_handler_that_throws_gives_the_visitor_a_500_without_the_stack(alice):
+    from vals.evaluations.batch import writer
+    from vals.evaluations.models import Evaluation
+
+    code = "export default () => { throw new Error('secret internals'); };"
+    await sync_to_async(make_val)(alice, name="broken", type="http", code=code)
+    status, _, body = await full_request("alice-broken.web.localhost:8000")
+    assert status == 500
+    assert b"secret internals" not in body
+    await writer.drain()
+    evaluation = await Evaluation.objects.aget(trigger="http")
+    assert evaluation.status == "error" and "secret internals" in evaluation.error["message"]
+    assert evaluation.principal_id == alice.pk

@@ -222,7 +222,8 @@ SCHEDULER_HOUSEKEEPING_SECONDS = env_int("SCHEDULER_HOUSEKEEPING_SECONDS", 600)
 SCHEDULER_BATCH = env_int("SCHEDULER_BATCH", 50)
 
 # Test-only speedups go at the bottom.
-if "pytest" in sys.modules or "test" in sys.argv[1:2]:
+# VALTOWN_TESTING is set for servers that tests start (tests/live.py), so they share the hashers.
+if "pytest" in sys.modules or "test" in sys.argv[1:2] or env_bool("VALTOWN_TESTING"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

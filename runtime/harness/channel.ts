@@ -9,13 +9,14 @@
 // A val can still reach the open socket through Deno's internals and write to it, so
 // every message after the job carries the job's nonce, which the val never sees.
 
-import type { GuestMessage, Job } from "./messages.ts";
+import type { GuestMessage, HostMessage, Job } from "./messages.ts";
 
 // Taken before any user code runs, so that a val replacing JSON.stringify or
 // TextEncoder.prototype.encode later can't watch the harness's messages go by.
 const stringify = JSON.stringify;
+const parse = JSON.parse;
 const encode = TextEncoder.prototype.encode.bind(new TextEncoder());
-const decoder = new TextDecoder();
+const decode = TextDecoder.prototype.decode.bind(new TextDecoder());
 
 const UNENCODABLE_RESULT = stringify({
   type: "result",
@@ -35,25 +36,44 @@ export class Channel {
   #first: Pending | null = null;
   #last: Pending | null = null;
   #pumping = false;
+  // What has been read but not yet split into lines. Bytes, not text, so that a UTF-8
+  // character split across two reads is decoded whole.
+  #unread: Uint8Array = new Uint8Array(0);
 
   constructor(conn: Deno.UnixConn) {
     this.#write = conn.write.bind(conn);
     this.#read = conn.read.bind(conn);
   }
 
-  /** Reads the single job line the host sends, and keeps its nonce for what follows. */
+  /** Reads the job, the first line the host sends, and keeps its nonce for what follows. */
   async receiveJob(): Promise<Job> {
-    let text = "";
-    const buffer = new Uint8Array(64 * 1024);
-    while (!text.includes("\n")) {
-      const count = await this.#read(buffer);
-      if (count === null) throw new Error("the host closed the channel before sending a job");
-      text += decoder.decode(buffer.subarray(0, count), { stream: true });
-    }
-    const job = JSON.parse(text.slice(0, text.indexOf("\n")));
+    const job = await this.receive();
+    if (job === null) throw new Error("the host closed the channel before sending a job");
     if (job.type !== "job") throw new Error(`expected a job, got ${job.type}`);
     this.#nonce = job.nonce;
     return job as Job;
+  }
+
+  /**
+   * The next message from the host, or null when it closed the channel. A pending read
+   * keeps the process alive, so callers read only while they expect something.
+   */
+  async receive(): Promise<HostMessage | Job | null> {
+    while (true) {
+      const end = this.#unread.indexOf(10); // "\n"
+      if (end >= 0) {
+        const line = this.#unread.subarray(0, end);
+        this.#unread = this.#unread.subarray(end + 1);
+        return parse(decode(line));
+      }
+      const buffer = new Uint8Array(256 * 1024);
+      const count = await this.#read(buffer);
+      if (count === null) return null;
+      const joined = new Uint8Array(this.#unread.byteLength + count);
+      joined.set(this.#unread);
+      joined.set(buffer.subarray(0, count), this.#unread.byteLength);
+      this.#unread = joined;
+    }
   }
 
   /**
@@ -64,13 +84,23 @@ export class Channel {
     this.#queue(stringify(message));
   }
 
+  /** Queues several messages, to go out in one write. */
+  sendAll(messages: GuestMessage[]): void {
+    for (const message of messages) this.#append(stringify(message));
+    this.#pump();
+  }
+
+  /** Queues a message already encoded as one JSON object (hostcalls.ts splices payloads in). */
+  sendEncoded(json: string): void {
+    this.#queue(json);
+  }
+
   /**
    * Keeps the process alive until the host kills it (it never writes again), so it
    * doesn't exit by itself while the host is still reading its memory figures.
    */
   async waitForTheEnd(): Promise<void> {
-    const buffer = new Uint8Array(1);
-    while ((await this.#read(buffer)) !== null) {
+    while ((await this.receive()) !== null) {
       // Nothing more is expected from the host.
     }
   }
@@ -81,6 +111,11 @@ export class Channel {
   }
 
   #queue(frame: string): void {
+    this.#append(frame);
+    this.#pump();
+  }
+
+  #append(frame: string): void {
     if (this.#nonce !== null) {
       // Spliced in as text: no toJSON hook a val defines ever sees the nonce.
       frame = '{"nonce":"' + this.#nonce + '",' + frame.substring(1);
@@ -89,7 +124,6 @@ export class Channel {
     if (this.#last === null) this.#first = pending;
     else this.#last.next = pending;
     this.#last = pending;
-    this.#pump();
   }
 
   async #pump(): Promise<void> {
@@ -97,12 +131,27 @@ export class Channel {
     this.#pumping = true;
     try {
       while (this.#first !== null) {
+        // Everything queued by now goes out in one write: under load (many small
+        // response chunks and log lines) that saves a system call per message.
         let bytes = this.#first.bytes;
+        if (this.#first.next !== null) {
+          const parts: Uint8Array[] = [];
+          let size = 0;
+          for (let pending: Pending | null = this.#first; pending !== null; pending = pending.next) {
+            parts.push(pending.bytes);
+            size += pending.bytes.byteLength;
+          }
+          bytes = new Uint8Array(size);
+          let offset = 0;
+          for (const part of parts) {
+            bytes.set(part, offset);
+            offset += part.byteLength;
+          }
+        }
+        this.#first = this.#last = null;
         while (bytes.byteLength > 0) {
           bytes = bytes.subarray(await this.#write(bytes));
         }
-        this.#first = this.#first.next;
-        if (this.#first === null) this.#last = null;
       }
     } finally {
       this.#pumping = false;

@@ -13,24 +13,39 @@ export function format(args: unknown[]): string {
     .join(" ");
 }
 
-export function captureConsole(channel: Channel, maxLogBytes: number): void {
-  let budget = maxLogBytes;
-  let truncated = false;
+/**
+ * The log of one evaluation, or of one HTTP request (`request` is its id). The host
+ * enforces the cap too; counting here only saves sending what it would drop.
+ */
+export class Log {
+  #channel: Channel;
+  #budget: number;
+  #request: number | null;
+  #truncated = false;
 
-  function emit(level: LogLevel, args: unknown[]) {
-    if (truncated) return;
-    let message = cleanText(format(args));
-    if (message.length > MAX_LINE_CHARS) message = message.slice(0, MAX_LINE_CHARS) + " …";
-    budget -= message.length;
-    if (budget < 0) {
-      // The host enforces the cap too; this only saves sending what it would drop.
-      truncated = true;
-      channel.send({ type: "logs_truncated" });
-      return;
-    }
-    channel.send({ type: "log", level, message, ts: Date.now() });
+  constructor(channel: Channel, maxBytes: number, request: number | null = null) {
+    this.#channel = channel;
+    this.#budget = maxBytes;
+    this.#request = request;
   }
 
+  write(level: LogLevel, args: unknown[]): void {
+    if (this.#truncated) return;
+    let message = cleanText(format(args));
+    if (message.length > MAX_LINE_CHARS) message = message.slice(0, MAX_LINE_CHARS) + " …";
+    this.#budget -= message.length;
+    if (this.#budget < 0) {
+      this.#truncated = true;
+      this.#channel.send({ type: "logs_truncated", request: this.#request });
+      return;
+    }
+    this.#channel.send({ type: "log", level, message, ts: Date.now(), request: this.#request });
+  }
+}
+
+/** Sends console output to the log `currentLog()` names when the line is written. */
+export function captureConsole(currentLog: () => Log): void {
+  const emit = (level: LogLevel, args: unknown[]) => currentLog().write(level, args);
   const levels: LogLevel[] = ["log", "info", "warn", "error", "debug"];
   for (const level of levels) {
     console[level] = (...args: unknown[]) => emit(level, args);

@@ -3,23 +3,53 @@
 
 export type LogLevel = "log" | "info" | "warn" | "error" | "debug";
 
-/** The one message the host sends: what to evaluate, and for whom. */
+/** The first message the host sends: what to run, and for whom. */
 export interface Job {
   type: "job";
-  /** Secret for this evaluation; every message back must carry it. */
+  /** Secret for this process; every message back must carry it. */
   nonce: string;
   /** A module URL to import, or null when `code` is given. */
   url: string | null;
   /** Inline TypeScript source, or null when `url` is given. */
   code: string | null;
-  /** "function": call the named export with `args`. "script": only import the module. */
-  mode: "function" | "script";
+  /**
+   * "function": call the named export with `args`. "script": only import the module.
+   * "http": serve requests with the named export until the host kills the process.
+   */
+  mode: "function" | "script" | "http";
   export: string;
   args: unknown[];
-  /** The evaluation's secrets: the only environment variables the val may see. */
+  /** The secrets of the val's owner: the only environment variables the val may see. */
   env: Record<string, string>;
   maxLogBytes: number;
+  /** The largest payload of a host call, in bytes of JSON. */
+  maxHostCallBytes: number;
+  /** HTTP: response bytes the harness may send ahead of the host's credit. */
+  responseWindowBytes: number;
 }
+
+/** HTTP: a visitor's request, the start of an exchange. */
+export interface RequestMessage {
+  type: "request";
+  request: number;
+  method: string;
+  url: string;
+  headers: [string, string][];
+  /** Whether `body` messages follow (ended by `body_end`). */
+  hasBody: boolean;
+  maxLogBytes: number;
+  maxHostCallBytes: number;
+}
+
+/** Everything the host sends after the job. */
+export type HostMessage =
+  | RequestMessage
+  | { type: "body"; request: number; data: string }
+  | { type: "body_end"; request: number }
+  | { type: "abort"; request: number; reason: string }
+  | { type: "credit"; request: number; bytes: number }
+  | { type: "call_result"; id: number; ok: true; value: unknown }
+  | { type: "call_result"; id: number; ok: false; error: string };
 
 export interface ErrorInfo {
   name: string;
@@ -40,10 +70,20 @@ export type WireValue =
     bodyEncoding: "text" | "base64";
   };
 
-/** What the harness sends. The channel adds the job's nonce to all but "ready". */
+/**
+ * What the harness sends. The channel adds the nonce to all but "ready". `request` is
+ * the HTTP exchange a message belongs to (null: none, or an evaluation). Host calls
+ * ({type: "call", id, request, name, payload}) are built as text by hostcalls.ts.
+ */
 export type GuestMessage =
   | { type: "ready" }
-  | { type: "log"; level: LogLevel; message: string; ts: number }
-  | { type: "logs_truncated" }
+  | { type: "log"; level: LogLevel; message: string; ts: number; request: number | null }
+  | { type: "logs_truncated"; request: number | null }
   | { type: "result"; ok: true; value: WireValue }
-  | { type: "result"; ok: false; error: ErrorInfo };
+  | { type: "result"; ok: false; error: ErrorInfo }
+  | { type: "loaded"; ok: true }
+  | { type: "loaded"; ok: false; error: ErrorInfo }
+  | { type: "head"; request: number; status: number; headers: [string, string][] }
+  | { type: "chunk"; request: number; data: string }
+  | { type: "end"; request: number }
+  | { type: "fail"; request: number; error: ErrorInfo };

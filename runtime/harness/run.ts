@@ -2,7 +2,7 @@
 
 import type { Job, WireValue } from "./messages.ts";
 import { setValUrl } from "./errors.ts";
-import { toWireValue } from "./values.ts";
+import { reviveArguments, toWireValue } from "./values.ts";
 
 function moduleUrl(job: Job): string {
   if (job.url !== null) return job.url;
@@ -12,19 +12,44 @@ function moduleUrl(job: Job): string {
   return url;
 }
 
-export async function runJob(job: Job): Promise<WireValue> {
+async function loadVal(job: Job): Promise<Record<string, unknown>> {
   // The URL is a variable on purpose: Deno pre-authorises every file in the *static*
   // module graph, so a val must never be part of it, or its own literal imports of
   // file:// URLs would be allowed.
   const url = moduleUrl(job);
-  const module = await import(url);
+  return await import(url);
+}
+
+export async function runJob(job: Job): Promise<WireValue> {
+  const module = await loadVal(job);
   if (job.mode === "script") return { kind: "undefined" };
   if (!(job.export in module)) {
     throw new Error(`the val has no export named "${job.export}"`);
   }
   const exported = module[job.export];
-  const value = typeof exported === "function" ? await exported(...job.args) : await exported;
+  const args = job.args.map(reviveArguments);
+  const value = typeof exported === "function" ? await exported(...args) : await exported;
   return await toWireValue(value);
+}
+
+export type Handler = (request: Request) => unknown;
+
+/**
+ * An HTTP val's handler: the named export as a function of a Request, or an object
+ * with a `fetch` method (the shape `deno serve` takes).
+ */
+export async function loadHandler(job: Job): Promise<Handler> {
+  const module = await loadVal(job);
+  if (!(job.export in module)) {
+    throw new Error(`the val has no export named "${job.export}"`);
+  }
+  const exported = module[job.export] as { fetch?: unknown } | null;
+  if (typeof exported === "function") return exported as Handler;
+  if (exported !== null && typeof exported === "object" && typeof exported.fetch === "function") {
+    const fetchMethod = exported.fetch as Handler;
+    return (request) => fetchMethod.call(exported, request);
+  }
+  throw new TypeError(`the val's "${job.export}" export must be a function that takes a Request`);
 }
 
 /**

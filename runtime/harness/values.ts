@@ -37,3 +37,34 @@ async function responseToWire(response: Response): Promise<WireValue> {
     bodyEncoding,
   };
 }
+
+/**
+ * Arguments as the val receives them: JSON, except that an object of exactly the form
+ * {"$file": {"name", "type", "base64"}} becomes a real File (an email's attachment).
+ */
+export function reviveArguments(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(reviveArguments);
+  if (value === null || typeof value !== "object") return value;
+  const file = fileDescription(value as Record<string, unknown>);
+  if (file !== null) {
+    return new File([Uint8Array.fromBase64(file.base64)], file.name, { type: file.type });
+  }
+  return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, reviveArguments(item)]));
+}
+
+interface FileDescription {
+  name: string;
+  type: string;
+  base64: string;
+}
+
+function fileDescription(value: Record<string, unknown>): FileDescription | null {
+  const keys = Object.keys(value);
+  if (keys.length !== 1 || keys[0] !== "$file") return null;
+  const file = value.$file as Record<string, unknown>;
+  if (file === null || typeof file !== "object" || Array.isArray(file)) return null;
+  const fields = Object.keys(file).sort();
+  if (fields.join(",") !== "base64,name,type") return null;
+  if (typeof file.name !== "string" || typeof file.type !== "string" || typeof file.base64 !== "string") return null;
+  return file as unknown as FileDescription;
+}

@@ -42,3 +42,15 @@ def test_every_pool_field_has_a_setting(name):
     from runtime.config import SETTINGS
 
     assert name in SETTINGS
+
+
+def test_http_and_host_call_settings_come_from_django_too(settings):
+    settings.RUNTIME_HTTP_IDLE_SECONDS = 2.5
+    settings.RUNTIME_HTTP_MAX_PROCESSES = 3
+    settings.RUNTIME_MAX_HOST_CALLS = 7
+
+    config = load_config()
+
+    assert config.http_idle_seconds == 2.5
+    assert config.http_max_processes == 3
+    assert config.default_limits.max_host_calls == 7

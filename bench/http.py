@@ -1,0 +1,279 @@
+"""Benchmark of HTTP vals served by warm processes, run by `make bench`.
+
+Measures, on this machine, in one run, the same tiny handler
+(`(req) => new Response("Hello, world!")`) three ways, each behind a real HTTP server
+on loopback:
+
+- val:       daphne serving an ASGI app that calls runtime.serve_http() (the warm,
+             sandboxed process, through the engine's own event loop);
+- raw_asgi:  daphne serving a hello-world ASGI app, no val (daphne's own ceiling);
+- bare_deno: `deno serve` running the handler directly, no sandbox, no Python.
+
+For each: requests per second with 8 keep-alive connections for a few seconds, and the
+p50 latency of one connection doing one request at a time. The load generator is wrk
+when it is installed (and BENCH_HTTP_LOAD isn't "python"), else a small asyncio client
+in a process of its own (its own ceiling is lower; the output says which). Ends with one `BENCH <name> <value>` line per figure, including
+http_val_over_raw_asgi and http_val_over_bare_deno (throughput ratios).
+
+    python bench/http.py                       # the benchmark
+    python bench/http.py --serve val PORT      # one of its servers, on its own
+"""
+
+import sys
+from pathlib import Path
+
+# This file is named http.py: the script's own folder must not shadow the standard
+# library's http package, so the repository root takes its place on sys.path.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[0] = str(ROOT)
+
+import asyncio  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+HANDLER = 'export default (req: Request) => new Response("Hello, world!");\n'
+THROUGHPUT_SECONDS = 5
+THROUGHPUT_CONNECTIONS = 8
+LATENCY_SECONDS = 3
+HELLO = b"Hello, world!"
+
+
+# --- The servers -----------------------------------------------------------------
+
+
+def val_application():
+    import runtime
+
+    async def application(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        outcome = await runtime.serve_http(("bench", "hello", 1), code=HANDLER, scope=scope, receive=receive, send=send)
+        if outcome.status != "success":
+            print("val request failed:", outcome, file=sys.stderr)
+
+    return application
+
+
+def raw_asgi_application():
+    async def application(scope, receive, send):
+        if scope["type"] == "lifespan":
+            return
+        headers = [(b"content-type", b"text/plain;charset=UTF-8"), (b"content-length", str(len(HELLO)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": HELLO})
+
+    return application
+
+
+def serve_with_daphne(kind, port):
+    """Runs daphne in this process until killed (the --serve entry point)."""
+    from daphne.server import Server
+
+    application = val_application() if kind == "val" else raw_asgi_application()
+    Server(
+        application=application,
+        endpoints=[f"tcp:port={port}:interface=127.0.0.1"],
+        signal_handlers=True,
+        verbosity=0,
+    ).run()
+
+
+def start_server(kind, port, work_dir):
+    if kind == "bare_deno":
+        from runtime.sandbox import find_deno
+        from runtime.config import PoolConfig
+
+        Path(work_dir, "val.ts").write_text(HANDLER)
+        handler = Path(work_dir, "main.ts")
+        handler.write_text('import handler from "./val.ts";\nexport default { fetch: handler };\n')
+        environment = {"DENO_DIR": PoolConfig().deno_dir_path, "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1",
+                       "PATH": os.environ.get("PATH", "")}
+        command = [find_deno(PoolConfig()), "serve", "--quiet", "--no-config", "--allow-net=127.0.0.1",
+                   "--host", "127.0.0.1", "--port", str(port), str(handler)]
+        return subprocess.Popen(command, cwd=work_dir, env=environment, stdout=subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, __file__, "--serve", kind, str(port)], cwd=ROOT)
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_until_answering(server, port, timeout=60):
+    """Until GET / answers 200 (the val's first request also starts its warm process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server on port {port} exited with code {server.returncode}")
+        try:
+            status, body = asyncio.run(one_request(port))
+            if status == 200 and body == HELLO:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"the server on port {port} did not answer in {timeout} s")
+
+
+async def one_request(port):
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request_bytes(port))
+        return await read_response(reader)
+    finally:
+        writer.close()
+
+
+# --- A small HTTP/1.1 load generator (when wrk isn't installed) --------------------
+
+
+def request_bytes(port):
+    return f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\n\r\n".encode()
+
+
+async def read_response(reader):
+    """(status, body) of one response, with Content-Length or chunked framing."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            name, value = line.split(":", 1)
+            headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        return status, await reader.readexactly(int(headers["content-length"]))
+    body = b""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            chunk = await reader.readexactly(size + 2)
+            if size == 0:
+                return status, body
+            body += chunk[:-2]
+    return status, body
+
+
+async def python_load(port, connections, seconds):
+    """(requests per second, latencies in ms, failures) over `seconds`."""
+    latencies = []
+    failures = 0
+    deadline = time.monotonic() + seconds
+    request = request_bytes(port)
+
+    async def connection():
+        nonlocal failures
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while time.monotonic() < deadline:
+                started = time.perf_counter()
+                writer.write(request)
+                status, _ = await read_response(reader)
+                latencies.append((time.perf_counter() - started) * 1000)
+                if status != 200:
+                    failures += 1
+        finally:
+            writer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(connection() for _ in range(connections)))
+    return len(latencies) / (time.monotonic() - started), latencies, failures
+
+
+def load_in_a_subprocess(port, connections, seconds):
+    """The Python generator in a process of its own, so it doesn't share a GIL."""
+    output = subprocess.run(
+        [sys.executable, __file__, "--load", str(port), str(connections), str(seconds)],
+        check=True, capture_output=True, text=True, cwd=ROOT,
+    ).stdout
+    return json.loads(output)
+
+
+def wrk_load(port, connections, seconds):
+    output = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+        check=True, capture_output=True, text=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+    value, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", output).groups()
+    p50_ms = float(value) * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rate": rate, "p50_ms": p50_ms, "failures": int(errors.group(1)) if errors else 0}
+
+
+def measure(port, use_wrk):
+    """Throughput with several connections, then p50 latency with one."""
+    if use_wrk:
+        throughput = wrk_load(port, THROUGHPUT_CONNECTIONS, THROUGHPUT_SECONDS)
+        latency = wrk_load(port, 1, LATENCY_SECONDS)
+    else:
+        throughput = load_in_a_subprocess(port, THROUGHPUT_CONNECTIONS, THROUGHPUT_SECONDS)
+        latency = load_in_a_subprocess(port, 1, LATENCY_SECONDS)
+    return {
+        "requests_per_second": throughput["rate"],
+        "p50_ms": latency["p50_ms"],
+        "loaded_p50_ms": throughput["p50_ms"],
+        "failures": throughput["failures"] + latency["failures"],
+    }
+
+
+def warm_up(port, use_wrk):
+    """A short run first, so JITs are warm and every connection path has been taken."""
+    if use_wrk:
+        wrk_load(port, THROUGHPUT_CONNECTIONS, 1)
+    else:
+        load_in_a_subprocess(port, THROUGHPUT_CONNECTIONS, 1)
+
+
+def main():
+    use_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_HTTP_LOAD") != "python"
+    figures = {}
+    work_dir = tempfile.mkdtemp(prefix="bench-http-")
+    for kind in ("raw_asgi", "bare_deno", "val"):
+        port = free_port()
+        server = start_server(kind, port, work_dir)
+        try:
+            wait_until_answering(server, port)
+            warm_up(port, use_wrk)
+            result = measure(port, use_wrk)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        if result["failures"]:
+            raise SystemExit(f"{kind}: {result['failures']} requests failed")
+        for name, value in result.items():
+            if name != "failures":
+                figures[f"http_{kind}_{name}"] = value
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+    figures["http_val_over_raw_asgi"] = figures["http_val_requests_per_second"] / figures["http_raw_asgi_requests_per_second"]
+    figures["http_val_over_bare_deno"] = (
+        figures["http_val_requests_per_second"] / figures["http_bare_deno_requests_per_second"]
+    )
+    generator = "wrk -t1" if use_wrk else "python asyncio client"
+    print(f"machine: {os.cpu_count()} cores, uid={os.geteuid()}, load generator: {generator}, "
+          f"{THROUGHPUT_CONNECTIONS} connections for throughput, 1 for p50")
+    for name, value in figures.items():
+        print(f"BENCH {name} {value:.2f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
+        serve_with_daphne(sys.argv[2], int(sys.argv[3]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "--load":
+        rate, latencies, failures = asyncio.run(python_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+        print(json.dumps({"rate": rate, "p50_ms": statistics.median(latencies), "failures": failures}))
+    else:
+        main()

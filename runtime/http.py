@@ -1,0 +1,416 @@
+"""One HTTP request served by an HTTP val's warm process: the ASGI side of an exchange.
+
+An Exchange runs on the pool's event loop. It reads the visitor's request from ASGI
+receive() and streams it to the guest, and passes the guest's response to ASGI send()
+as it is produced. The guest streams at most http_response_window_bytes ahead: the
+host credits each chunk back only once send() has taken it, so a slow visitor holds
+the val back instead of filling memory. What the visitor sees when things go wrong:
+
+    body over max_body_bytes          413 (the handler is not called, or is aborted)
+    handler threw before answering    500, a plain page; the stack is in outcome.error
+    process died before answering     502
+    no place for the request          503 with Retry-After
+    timeout before answering          504
+    any of these after answering      the response ends where it was (outcome says so)
+
+When the visitor leaves (http.disconnect), the guest's Request.signal aborts and the
+response stream is cancelled.
+"""
+
+import asyncio
+import base64
+import logging
+import re
+import time
+from urllib.parse import quote
+
+from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
+from runtime.hostcalls import HostCalls
+from runtime.process import LogCollector
+from runtime.result import ERROR, REASON_TIMEOUT, SUCCESS, TIMEOUT, HttpOutcome
+from runtime.warm import ProcessGone
+
+logger = logging.getLogger(__name__)
+
+BODY_CHUNK_BYTES = 64 * 1024
+# After an abort, how long the guest has to let go of the request. A guest that doesn't
+# answer by then is stuck (a val in an endless loop blocks its whole process): killed.
+ABORT_GRACE_SECONDS = 1.0
+# A GET's (empty) body isn't read, nor a disconnect watched for, until its answer has
+# taken this long.
+WATCH_FOR_DISCONNECT_AFTER_SECONDS = 0.05
+RETRY_AFTER_SECONDS = 1
+# What the outcome records when the visitor left before any answer (nginx's convention).
+CLIENT_CLOSED_REQUEST = 499
+REASON_PHRASES = {
+    413: "Payload Too Large",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+# The ASGI server's business, not the val's: passing them on would confuse its framing.
+HOP_BY_HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
+HOST_HEADER = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+
+
+class Exchange:
+    def __init__(self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call):
+        self.warm_pool = warm_pool
+        self.key = key
+        self.job = job
+        self.scope = scope
+        self.receive = receive
+        self.send_all = send_all
+        self.limits = limits
+        self.max_body_bytes = max_body_bytes
+        self.on_call = on_call
+        self.logs = LogCollector(limits.max_log_bytes, on_log, what="request")
+        self.events = asyncio.Queue()  # ("guest", message), ("disconnect",), ("too large",), ("exited",)
+        self.warm = None
+        self.request_id = None
+        self.host_calls = None
+        self.guest_has_it = False  # the guest is handling the request and hasn't ended it
+        self.http_status = None
+        self.response_started = False
+        self.client_disconnected = False
+        self._body_pump = None
+        self._pump_timer = None
+        self._outbox = []  # ASGI messages to send in one go
+        self._credit_due = 0
+
+    async def serve(self):
+        started = time.monotonic()
+        try:
+            outcome = await self._serve()
+        finally:
+            await self._clean_up()
+        outcome.duration_ms = int((time.monotonic() - started) * 1000)
+        outcome.logs = self.logs.lines
+        outcome.pid = self.warm.pid if self.warm else None
+        outcome.client_disconnected = self.client_disconnected
+        return outcome
+
+    async def _serve(self):
+        if self.scope.get("type") != "http":
+            raise ValueError("serve_http needs an ASGI scope of type http")
+        length = declared_length(self.scope)
+        if length is not None and length > self.max_body_bytes:
+            await self._answer_with_error(413)
+            return self._too_large()
+        try:
+            self.warm = await self.warm_pool.admit(self.key, self.job, self)
+        except (RuntimeBusy, RuntimeUnavailable) as error:
+            return await self._no_room(error)
+        deadline = time.monotonic() + self.limits.timeout_seconds
+        try:
+            async with asyncio.timeout(self.limits.timeout_seconds):
+                load_error = await asyncio.shield(self.warm.loaded)
+        except TimeoutError:
+            await self._answer_with_error(504)
+            return self._timed_out()
+        except RuntimeUnavailable as error:
+            return await self._no_room(error)
+        except ProcessGone:
+            return await self._process_exited()
+        if load_error is not None:
+            # Retired, so that the next request loads the val again (an import may
+            # have failed for a passing reason).
+            self.warm_pool.retire(self.warm)
+            await self._answer_with_error(500)
+            return HttpOutcome(status=ERROR, http_status=500, error=load_error)
+        if not self.warm.alive:
+            return await self._process_exited()
+        self._send_request()
+        return await self._relay(deadline)
+
+    def _send_request(self):
+        warm = self.warm
+        self.request_id = warm.next_request_id
+        warm.next_request_id += 1
+        warm.exchanges[self.request_id] = self
+        warm.allow_frames_of(self.limits.max_host_call_bytes)
+        self.host_calls = HostCalls(self.on_call, self.limits, warm.send)
+        method = self.scope.get("method", "GET").upper()
+        has_body = method not in ("GET", "HEAD")
+        warm.send({
+            "type": "request",
+            "request": self.request_id,
+            "method": method,
+            "url": public_url(self.scope),
+            "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in self.scope["headers"]],
+            "hasBody": has_body,
+            "maxLogBytes": self.limits.max_log_bytes,
+            "maxHostCallBytes": self.limits.max_host_call_bytes,
+        })
+        self.guest_has_it = True
+        if has_body:
+            self._start_body_pump(forward=True)
+        else:
+            # Nothing to read but a disconnect, which matters only for an answer that
+            # takes a while: a quick one is spared the cost of calling receive().
+            self._pump_timer = asyncio.get_running_loop().call_later(
+                WATCH_FOR_DISCONNECT_AFTER_SECONDS, self._start_body_pump, False
+            )
+
+    def _start_body_pump(self, forward):
+        self._pump_timer = None
+        if self._body_pump is None:
+            self._body_pump = asyncio.ensure_future(self._pump_body(forward))
+
+    # --- The request body, and the visitor leaving ---------------------------
+
+    async def _pump_body(self, forward):
+        received = 0
+        try:
+            more = True
+            while more:
+                message = await self.receive()
+                if message["type"] == "http.disconnect":
+                    self.events.put_nowait(("disconnect",))
+                    return
+                if message["type"] != "http.request":
+                    continue
+                body = message.get("body") or b""
+                more = message.get("more_body", False)
+                received += len(body)
+                if received > self.max_body_bytes:
+                    self.events.put_nowait(("too large",))
+                    return
+                if forward and body:
+                    for offset in range(0, len(body), BODY_CHUNK_BYTES):
+                        data = base64.b64encode(body[offset : offset + BODY_CHUNK_BYTES]).decode()
+                        self.warm.send({"type": "body", "request": self.request_id, "data": data})
+                    await self.warm.drain()
+            if forward:
+                self.warm.send({"type": "body_end", "request": self.request_id})
+            # With the body read, receive() only returns when the visitor leaves.
+            while (await self.receive())["type"] != "http.disconnect":
+                pass
+            self.events.put_nowait(("disconnect",))
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.debug("ASGI receive() failed; taking it as a disconnect", exc_info=True)
+            self.events.put_nowait(("disconnect",))
+
+    # --- The response --------------------------------------------------------
+
+    async def _relay(self, deadline):
+        """Passes the guest's response on until the exchange is over. Returns the outcome."""
+        loop_deadline = asyncio.get_running_loop().time() + (deadline - time.monotonic())
+        while True:
+            try:
+                async with asyncio.timeout_at(loop_deadline):
+                    event = await self.events.get()
+            except TimeoutError:
+                return await self._stop(TIMEOUT)
+            outcome = await self._handle(event)
+            # Whatever else has arrived goes to the visitor in the same send.
+            while outcome is None and not self.events.empty():
+                outcome = await self._handle(self.events.get_nowait())
+            await self._flush()
+            if outcome is not None:
+                return outcome
+
+    async def _handle(self, event):
+        kind = event[0]
+        if kind == "guest":
+            return await self._handle_guest(event[1])
+        await self._flush()
+        if kind == "exited":
+            return await self._process_exited()
+        return await self._stop(kind)
+
+    async def _handle_guest(self, message):
+        kind = message["type"]
+        if kind == "head" and not self.response_started:
+            self.response_started = True
+            self.http_status = message["status"]
+            headers = [
+                (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
+                for name, value in message["headers"]
+                if name.lower() not in HOP_BY_HOP_HEADERS
+            ]
+            self._outbox.append({"type": "http.response.start", "status": message["status"], "headers": headers})
+        elif kind == "chunk" and self.response_started:
+            try:
+                body = base64.b64decode(message["data"], validate=True)
+            except ValueError:
+                return None
+            self._outbox.append({"type": "http.response.body", "body": body, "more_body": True})
+            self._credit_due += len(body)
+        elif kind == "end":
+            self.guest_has_it = False
+            if not self.response_started:  # can't happen with the harness; a forged frame
+                await self._answer_with_error(500)
+                return HttpOutcome(status=ERROR, http_status=500, error=_error("Error", "the val sent no response"))
+            self._end_response()
+            return HttpOutcome(status=SUCCESS, http_status=self.http_status, response_complete=True)
+        elif kind == "fail":
+            self.guest_has_it = False
+            error = _described(message["error"])
+            if not self.response_started:
+                await self._answer_with_error(500)
+            else:
+                self._end_response()  # cut short: the visitor has what was sent
+            return HttpOutcome(status=ERROR, http_status=self.http_status, error=error)
+        return None
+
+    def _end_response(self):
+        last = self._outbox[-1] if self._outbox else None
+        if last is not None and last["type"] == "http.response.body":
+            last["more_body"] = False
+        else:
+            self._outbox.append({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _flush(self):
+        """Sends what the outbox holds, then tells the guest how much has gone."""
+        if not self._outbox:
+            return
+        messages, self._outbox = self._outbox, []
+        credit, self._credit_due = self._credit_due, 0
+        if self.client_disconnected:
+            return
+        try:
+            await self.send_all(messages)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.debug("ASGI send() failed; taking it as a disconnect", exc_info=True)
+            self.client_disconnected = True
+            self.events.put_nowait(("disconnect",))
+            return
+        if credit and self.guest_has_it:
+            self.warm.send({"type": "credit", "request": self.request_id, "bytes": credit})
+
+    async def _answer_with_error(self, status, extra_headers=()):
+        """A plain page: nothing of the val's error reaches the visitor."""
+        body = f"{status} {REASON_PHRASES[status]}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        self.response_started = True
+        self.http_status = status
+        self._outbox.append({"type": "http.response.start", "status": status, "headers": headers + list(extra_headers)})
+        self._outbox.append({"type": "http.response.body", "body": body, "more_body": False})
+        await self._flush()
+
+    # --- Ends other than the val's own ---------------------------------------
+
+    async def _stop(self, why):
+        """Ends the exchange early: a timeout, the visitor leaving, or a body too large."""
+        if why == "disconnect":
+            self.client_disconnected = True
+        if self.guest_has_it:
+            reasons = {TIMEOUT: "the request timed out", "disconnect": "the client disconnected",
+                       "too large": "the request body is too large"}
+            self.warm.send({"type": "abort", "request": self.request_id, "reason": reasons[why]})
+        if why == "disconnect":
+            outcome = HttpOutcome(status=SUCCESS, http_status=self.http_status or CLIENT_CLOSED_REQUEST)
+        elif not self.response_started:
+            await self._answer_with_error(504 if why == TIMEOUT else 413)
+            outcome = self._timed_out() if why == TIMEOUT else self._too_large()
+        else:
+            self._end_response()
+            await self._flush()
+            outcome = self._timed_out() if why == TIMEOUT else self._too_large()
+        await self._wait_for_the_guest_to_let_go()
+        return outcome
+
+    async def _wait_for_the_guest_to_let_go(self):
+        try:
+            async with asyncio.timeout(ABORT_GRACE_SECONDS):
+                while self.guest_has_it:
+                    event = await self.events.get()
+                    if event[0] == "exited" or (event[0] == "guest" and event[1]["type"] in ("end", "fail")):
+                        self.guest_has_it = False
+        except TimeoutError:
+            logger.warning("A warm HTTP process did not let go of an aborted request; killing it")
+            self.guest_has_it = False
+            self.warm.kill(REASON_TIMEOUT)
+
+    async def _process_exited(self):
+        self.guest_has_it = False
+        status, kill_reason, error = self.warm.exit_outcome()
+        if not self.response_started:
+            await self._answer_with_error(502)
+        else:
+            self._end_response()
+            await self._flush()
+        return HttpOutcome(status=status, http_status=self.http_status, error=error, kill_reason=kill_reason)
+
+    async def _no_room(self, error):
+        retry_after = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]
+        await self._answer_with_error(503, retry_after)
+        return HttpOutcome(status=ERROR, http_status=503, error=_error(type(error).__name__, str(error)))
+
+    def _timed_out(self):
+        message = f"the request ran for longer than {self.limits.timeout_seconds:g} s and was stopped"
+        return HttpOutcome(
+            status=TIMEOUT, http_status=self.http_status, kill_reason=REASON_TIMEOUT,
+            error=_error("TimeoutError", message),
+        )
+
+    def _too_large(self):
+        message = f"the request body is over {self.max_body_bytes:,} bytes"
+        return HttpOutcome(status=ERROR, http_status=self.http_status or 413, error=_error("PayloadTooLarge", message))
+
+    async def _clean_up(self):
+        if self._pump_timer is not None:
+            self._pump_timer.cancel()
+        if self._body_pump is not None:
+            self._body_pump.cancel()
+            await asyncio.gather(self._body_pump, return_exceptions=True)
+        if self.guest_has_it and self.warm.alive:
+            # The caller gave up on us (cancelled): the guest should too.
+            self.warm.send({"type": "abort", "request": self.request_id, "reason": "the request was cancelled"})
+        if self.host_calls is not None:
+            self.host_calls.end("the request has ended")
+        if self.warm is not None:
+            self.warm_pool.release(self.warm, self)
+
+
+def _error(name, message):
+    return {"name": name, "message": message, "stack": ""}
+
+
+def _described(error):
+    def text(key):
+        value = error.get(key)
+        return value if isinstance(value, str) else ""
+
+    return {"name": text("name") or "Error", "message": text("message"), "stack": text("stack")}
+
+
+def header(scope, name):
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return value.decode("latin-1")
+    return None
+
+
+def declared_length(scope):
+    value = header(scope, b"content-length")
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def public_url(scope):
+    """The URL the visitor used: scheme, Host header, path and query, from the ASGI scope."""
+    scheme = scope.get("scheme") or "http"
+    host = header(scope, b"host")
+    if not host or not HOST_HEADER.match(host):
+        server = scope.get("server")
+        if server and server[1] is not None:
+            name = f"[{server[0]}]" if ":" in server[0] else server[0]
+            host = f"{name}:{server[1]}"
+        else:
+            host = "localhost"
+    raw_path = scope.get("raw_path")
+    if raw_path:
+        path = raw_path.decode("latin-1").split("?", 1)[0]
+    else:
+        path = quote(scope.get("path") or "/", safe="/:@!$&'()*+,;=-._~%")
+    query = scope.get("query_string") or b""
+    return f"{scheme}://{host}{path}" + (f"?{query.decode('latin-1')}" if query else "")

@@ -1,0 +1,491 @@
+"""Warm processes for HTTP vals: one per key (a val version and the principal it runs
+for), kept alive between requests and shared by that key's concurrent requests.
+
+Unlike an evaluation's process, a warm process lives on: the val's module is loaded
+once, its globals persist from one request to the next, and requests run side by side.
+It is started exactly like an evaluation's process (same command line, jail and
+permissions), and only ever holds one key's code and secrets.
+
+The policy, each figure a PoolConfig field:
+- one key's process handles up to http_max_concurrent_per_key requests at once; more
+  wait up to http_wait_seconds for a place, then get RuntimeBusy (the visitor a 503);
+- a process is retired after http_idle_seconds without a request, after
+  http_max_requests_per_process requests, once its memory passes http_recycle_rss_mb
+  after a request, or once it has used 20 s of CPU time (see CPU_SECONDS_TO_RETIRE);
+- at most http_max_processes warm processes live at once: a new key retires the least
+  recently used idle one, and when none is idle, waits like above;
+- http_spare_processes blank processes are kept started, so that a new key's first
+  request doesn't wait for Deno to start.
+
+Evaluations have their own processes (Pool's pool_size slots), so busy HTTP vals can't
+take an evaluation's process and evaluations can't take HTTP places.
+"""
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+
+from runtime import protocol, sandbox
+from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
+from runtime.process import FRAME_OVERHEAD_BYTES, DenoProcess, StartupFailed, read_cpu_seconds, read_status_bytes
+from runtime.result import ERROR, KILLED, REASON_CRASHED, REASON_MEMORY, REASON_TIMEOUT
+
+logger = logging.getLogger(__name__)
+
+# jail.py caps each process's CPU time at max_timeout_seconds + 30 s (RLIMIT_CPU). A
+# process retired once it has used 20 s can still run any request to its timeout.
+CPU_SECONDS_TO_RETIRE = 20
+
+
+class ProcessGone(Exception):
+    """The warm process died before it had loaded the val."""
+
+
+class WarmProcess:
+    """One sandboxed Deno process serving one key's HTTP requests."""
+
+    def __init__(self, key, config):
+        self.key = key
+        self.config = config
+        self.process = None  # the DenoProcess, once started
+        self.lease = None
+        self.nonce = protocol.new_nonce()
+        # Resolves to None once the val is loaded, or to the error that stopped it
+        # loading; raises RuntimeUnavailable or ProcessGone if the process never got there.
+        self.loaded = asyncio.get_running_loop().create_future()
+        # Nobody may be waiting for it: don't warn about an exception never retrieved.
+        self.loaded.add_done_callback(lambda future: future.cancelled() or future.exception())
+        self.places_held = 0  # requests admitted and not yet finished
+        self.requests_admitted = 0
+        self.admitted = []  # their exchanges, oldest first
+        self.exchanges = {}  # request id -> exchange, once its request was sent
+        self.next_request_id = 1
+        self.retiring = False
+        self.kill_reason = None  # set when the host itself kills it
+        self.rss = 0
+        self.peak_rss = 0
+        self.cpu_seconds = 0.0
+        self.idle_timer = None
+        self._tasks = []
+
+    @property
+    def pid(self):
+        return self.process.pid if self.process else None
+
+    @property
+    def alive(self):
+        return self.process is not None and self.process.alive
+
+    @property
+    def idle(self):
+        return self.places_held == 0
+
+    @property
+    def dying(self):
+        """Killed or dead, though maybe not yet reaped: no new request may go to it."""
+        return self.kill_reason is not None or (self.process is not None and not self.process.alive)
+
+    # --- Talking to the guest ------------------------------------------------
+
+    def attach(self, process, lease, job):
+        """Takes over a started process and sends it the val's job."""
+        self.process, self.lease = process, lease
+        process.send_raw_output_to(self)
+        process.frames.max_bytes = self.config.default_limits.max_host_call_bytes + FRAME_OVERHEAD_BYTES
+        self.send_encoded(
+            protocol.encode_job(
+                nonce=self.nonce,
+                max_log_bytes=self.config.default_limits.max_log_bytes,
+                max_host_call_bytes=self.config.default_limits.max_host_call_bytes,
+                response_window_bytes=self.config.http_response_window_bytes,
+                **job,
+            )
+        )
+        self._tasks = [asyncio.ensure_future(self._read_messages()), asyncio.ensure_future(self._watch_memory())]
+
+    def send(self, message):
+        self.send_encoded(protocol.encode(message))
+
+    def send_encoded(self, line):
+        writer = self.process.writer
+        if not writer.is_closing():
+            writer.write(line)
+
+    async def drain(self):
+        try:
+            await self.process.writer.drain()
+        except ConnectionError:
+            pass  # it died: the exchange hears about it from the exit watch
+
+    def allow_frames_of(self, size):
+        self.process.frames.max_bytes = max(self.process.frames.max_bytes, size + FRAME_OVERHEAD_BYTES)
+
+    async def _read_messages(self):
+        try:
+            while True:
+                line = await self.process.frames.read_line()
+                if line is None:
+                    return
+                message = protocol.parse_message(line, self.nonce)
+                if message is not None:
+                    self._dispatch(message)
+        except protocol.FrameTooLarge:
+            # Only a val writing to the socket itself can do this, and the stream
+            # can't be resynchronised: end the process.
+            logger.warning("A warm HTTP process sent an oversized message and was killed")
+            self.process.kill()
+
+    def _dispatch(self, message):
+        kind = message["type"]
+        if kind == "loaded":
+            if not self.loaded.done():
+                self.loaded.set_result(None if message["ok"] else protocol.decode_error(message["error"]))
+            return
+        request = message.get("request")
+        exchange = self.exchanges.get(request)
+        if kind in ("log", "logs_truncated"):
+            if request is None:
+                exchange = self._stray_log_owner()
+            if exchange is None:
+                return  # its request is over: nobody is left to read it
+            if kind == "log":
+                exchange.logs.add(message["level"], message["message"], float(message["ts"]))
+            else:
+                exchange.logs.truncate()
+        elif kind == "call":
+            if exchange is None:
+                reason = "the request has ended" if request is not None else "no request is being handled"
+                self.send({"type": "call_result", "id": message["id"], "ok": False,
+                           "error": f"host call refused: {reason}"})
+            else:
+                exchange.host_calls.handle(message)
+        elif exchange is not None:
+            exchange.events.put_nowait(("guest", message))
+
+    def _stray_log_owner(self):
+        """Who gets a line logged outside any request (the module's top level, a bare
+        timer, raw stdout): the request admitted last that is still in flight."""
+        return self.admitted[-1] if self.admitted else None
+
+    def add(self, level, message, timestamp_ms):
+        """Raw stdout and stderr lines (DenoProcess.send_raw_output_to)."""
+        owner = self._stray_log_owner()
+        if owner is not None:
+            owner.logs.add(level, message, timestamp_ms)
+
+    # --- Health --------------------------------------------------------------
+
+    async def _watch_memory(self):
+        """Polls memory (and now and then CPU time): kills it over max_rss_mb, and keeps
+        the figures worn_out() reads, so that no request waits for /proc."""
+        cap = self.config.max_rss_mb * 1024 * 1024
+        polls = 0
+        while self.alive:
+            rss = read_status_bytes(self.pid, "VmRSS")
+            if rss is not None:
+                self.rss = rss
+                self.peak_rss = max(self.peak_rss, rss)
+                if rss > cap:
+                    self.kill(REASON_MEMORY)
+                    return
+            if polls % 20 == 0:
+                self.cpu_seconds = read_cpu_seconds(self.pid) or self.cpu_seconds
+            polls += 1
+            # Idle, it runs no request; only the val's own timers could still allocate.
+            await asyncio.sleep(self.config.rss_poll_seconds * (1 if self.places_held else 10))
+
+    def worn_out(self):
+        """Whether it should serve no more requests: too many served, too big, too much CPU."""
+        return (
+            self.requests_admitted >= self.config.http_max_requests_per_process
+            or self.rss > self.config.http_recycle_rss_mb * 1024 * 1024
+            or self.cpu_seconds > CPU_SECONDS_TO_RETIRE
+        )
+
+    def kill(self, reason):
+        """Kills it at once; every exchange in flight hears of it, with this reason."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.process is not None:
+            self.process.kill()
+
+    def exit_outcome(self):
+        """(status, kill_reason, error) for the requests a dead process left unfinished."""
+        peak = self.peak_rss or None
+        if self.kill_reason == REASON_MEMORY:
+            return KILLED, REASON_MEMORY, {
+                "name": "OutOfMemoryError",
+                "message": f"out of memory: the val's process used more than {self.config.max_rss_mb} MB",
+                "stack": "",
+            }
+        if self.kill_reason == REASON_TIMEOUT:
+            return KILLED, REASON_TIMEOUT, {
+                "name": "TimeoutError",
+                "message": "the val's process was stopped: a request ran past its timeout and did not let go",
+                "stack": "",
+            }
+        if self.kill_reason is not None:
+            return KILLED, self.kill_reason, {"name": "Error", "message": "the runtime was shut down", "stack": ""}
+        crash = self.process.crash_result(peak, unfinished="finishing the request")
+        return ERROR, REASON_CRASHED, crash.error
+
+    async def watch_exit(self):
+        """Returns once the process has died and every exchange in flight knows."""
+        await asyncio.shield(self.process.exit_task)
+        try:
+            # What it sent just before dying (the end of a response, log lines) still counts.
+            async with asyncio.timeout(1):
+                await asyncio.shield(self._tasks[0])
+        except TimeoutError:
+            pass
+        if not self.loaded.done():
+            self.loaded.set_exception(ProcessGone())
+        for exchange in list(self.exchanges.values()):
+            exchange.events.put_nowait(("exited",))
+
+    async def close(self):
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+        if not self.loaded.done():
+            self.loaded.set_exception(RuntimeUnavailable("runtime unavailable: the pool has been stopped"))
+        for task in self._tasks:
+            task.cancel()
+        if self.process is not None:
+            await self.process.close()
+        if self.lease is not None:
+            self.lease.release()
+            self.lease = None
+
+
+class WarmPool:
+    def __init__(self, config, denied_hosts):
+        self.config = config
+        self.denied_hosts = denied_hosts
+        self._by_key = OrderedDict()  # key -> WarmProcess taking requests, least recently used first
+        self._retiring = set()  # taking no more requests, finishing the ones they have
+        self._everyone = set()  # every WarmProcess not yet closed, to close them all at stop()
+        self._spares = []  # (DenoProcess, UidLease), started, with no job yet
+        self._spares_starting = 0
+        self._changed = asyncio.Event()
+        self._background = set()
+        self._closed = False
+        self.processes_started = 0
+
+    @property
+    def warm_processes(self):
+        """The processes taking requests, by key (for tests and monitoring)."""
+        return dict(self._by_key)
+
+    def _live_count(self):
+        return len(self._by_key) + len(self._retiring)
+
+    # --- Places --------------------------------------------------------------
+
+    async def admit(self, key, job, exchange):
+        """A warm process for key, with a place held for exchange. Start it if needed.
+
+        Raises RuntimeBusy when no place frees up within http_wait_seconds.
+        """
+        deadline = time.monotonic() + self.config.http_wait_seconds
+        while True:
+            if self._closed:
+                raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
+            warm = self._by_key.get(key)
+            if warm is not None and warm.dying:
+                self.retire(warm)
+                warm = None
+            if warm is None and (self._live_count() < self.config.http_max_processes or self._retire_an_idle_one()):
+                warm = self._start_for(key, job)
+            if warm is not None and warm.places_held < self.config.http_max_concurrent_per_key:
+                self._hold_place(warm, exchange)
+                return warm
+            await self._wait_for_a_change(deadline, key)
+
+    def _hold_place(self, warm, exchange):
+        if warm.idle_timer is not None:
+            warm.idle_timer.cancel()
+            warm.idle_timer = None
+        warm.places_held += 1
+        warm.requests_admitted += 1
+        warm.admitted.append(exchange)
+        self._by_key.move_to_end(warm.key)
+        if warm.requests_admitted >= self.config.http_max_requests_per_process:
+            self.retire(warm)  # this was its last request: the next one starts afresh
+
+    def release(self, warm, exchange):
+        """The exchange is over: frees its place, and retires the process if it's due."""
+        warm.places_held -= 1
+        warm.admitted.remove(exchange)
+        warm.exchanges.pop(exchange.request_id, None)
+        if not warm.retiring and warm.alive and warm.loaded.done() and warm.worn_out():
+            self.retire(warm)
+        if warm.idle:
+            if warm.retiring:
+                self._close_soon(warm)
+            elif self._by_key.get(warm.key) is warm:
+                warm.idle_timer = asyncio.get_running_loop().call_later(
+                    self.config.http_idle_seconds, self._retire_if_idle, warm
+                )
+        self._notify()
+
+    async def _wait_for_a_change(self, deadline, key):
+        remaining = deadline - time.monotonic()
+        changed = self._changed
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            await asyncio.wait_for(changed.wait(), remaining)
+        except TimeoutError:
+            if key in self._by_key:
+                raise RuntimeBusy(
+                    f"runtime busy: this val is already handling {self.config.http_max_concurrent_per_key} requests"
+                ) from None
+            raise RuntimeBusy(
+                f"runtime busy: all {self.config.http_max_processes} warm processes for HTTP vals are busy"
+            ) from None
+
+    def _notify(self):
+        """Wakes every request waiting for a place, to look again."""
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # --- Retiring ------------------------------------------------------------
+
+    def _retire_if_idle(self, warm):
+        warm.idle_timer = None
+        if warm.idle and self._by_key.get(warm.key) is warm:
+            self.retire(warm)
+
+    def _retire_an_idle_one(self):
+        """Retires the least recently used idle process, if there is one."""
+        for warm in self._by_key.values():
+            if warm.idle:
+                self.retire(warm)
+                return True
+        return False
+
+    def retire(self, warm):
+        """Takes no more requests for it; it is closed once its requests are finished."""
+        warm.retiring = True
+        if self._by_key.get(warm.key) is warm:
+            del self._by_key[warm.key]
+        if warm.idle:
+            self._close_soon(warm)
+        else:
+            self._retiring.add(warm)
+        self._notify()
+
+    def _close_soon(self, warm):
+        self._retiring.discard(warm)
+        if self._by_key.get(warm.key) is warm:
+            del self._by_key[warm.key]
+        self._in_background(self._close(warm))
+
+    async def _close(self, warm):
+        await warm.close()
+        self._everyone.discard(warm)
+
+    def _in_background(self, coroutine):
+        task = asyncio.ensure_future(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- Starting ------------------------------------------------------------
+
+    def _start_for(self, key, job):
+        warm = WarmProcess(key, self.config)
+        self._by_key[key] = warm
+        self._everyone.add(warm)
+        self._in_background(self._bring_up(warm, job))
+        return warm
+
+    async def _bring_up(self, warm, job):
+        try:
+            process, lease = await self._take_spare() or await self._spawn()
+        except (StartupFailed, OSError, RuntimeError) as error:
+            logger.warning("A warm process for an HTTP val failed to start: %s", error)
+            if not warm.loaded.done():
+                warm.loaded.set_exception(RuntimeUnavailable(f"runtime unavailable: Deno failed to start: {error}"))
+            self.retire(warm)
+            return
+        if warm.retiring:  # the pool stopped, or it was evicted while starting
+            await process.close()
+            lease.release()
+            return
+        warm.attach(process, lease, job)
+        self._refill_spares()
+        await warm.watch_exit()
+        # It died. Its requests have heard; nothing more goes to it.
+        warm.retiring = True
+        if self._by_key.get(warm.key) is warm:
+            del self._by_key[warm.key]
+        self._retiring.discard(warm)
+        await self._close(warm)
+        self._notify()
+
+    async def _spawn(self):
+        lease = sandbox.UidLease(self.config)
+        process = DenoProcess(self.config, self.denied_hosts, lease.uid)
+        try:
+            await process.start()
+        except BaseException:
+            await process.close()
+            lease.release()
+            raise
+        self.processes_started += 1
+        return process, lease
+
+    async def _take_spare(self):
+        while self._spares:
+            process, lease = self._spares.pop(0)
+            if process.alive:
+                return process, lease
+            await process.close()
+            lease.release()
+        return None
+
+    def _refill_spares(self):
+        missing = self.config.http_spare_processes - len(self._spares) - self._spares_starting
+        for _ in range(max(missing, 0)):
+            self._spares_starting += 1
+            self._in_background(self._start_spare())
+
+    async def _start_spare(self):
+        try:
+            spare = await self._spawn()
+        except (StartupFailed, OSError, RuntimeError) as error:
+            # Not retried here: the next request that needs a process tries again.
+            logger.warning("A spare process for HTTP vals failed to start: %s", error)
+            return
+        finally:
+            self._spares_starting -= 1
+        if self._closed:
+            await spare[0].close()
+            spare[1].release()
+        else:
+            self._spares.append(spare)
+
+    def start(self):
+        """Starts the spare processes (the pool calls this when HTTP is first used)."""
+        self._refill_spares()
+
+    async def stop(self):
+        self._closed = True
+        everything = list(self._everyone)
+        self._by_key.clear()
+        self._retiring.clear()
+        for warm in everything:
+            warm.retiring = True
+            warm.kill("stopped")
+            for exchange in list(warm.exchanges.values()):
+                exchange.events.put_nowait(("exited",))
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*(warm.close() for warm in everything), return_exceptions=True)
+        await asyncio.gather(*list(self._background), return_exceptions=True)
+        for process, lease in self._spares:
+            await process.close()
+            lease.release()
+        self._spares.clear()
+        self._notify()
