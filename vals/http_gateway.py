@@ -13,6 +13,7 @@ from django.utils import timezone
 
 import runtime
 from accounts.secrets.models import Redactor, Secret
+from vals.capabilities import host_call_handler
 from vals.evaluations.batch import writer
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.models import Val
@@ -104,6 +105,7 @@ async def serve(scope, receive, send):
         send=send,
         limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
         max_body_bytes=settings.HTTP_VAL_MAX_BODY_BYTES,
+        on_call=host_call_handler(val.owner),
         on_log=lambda level, message, ts: logs.append(
             {"seq": len(logs), "level": level, "message": redactor.text(message), "ts": ts}
         ),

@@ -7,6 +7,7 @@ VAL = r"(?P<username>[A-Za-z0-9_-]+)/(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 urlpatterns = [
     path("", views.home, name="home"),
     path("new", views.new_val, name="new_val"),
+    re_path(r"^std/(?P<name>[a-z]+)(?:\.ts)?$", views.std_module, name="std_module"),
     re_path(rf"^v/{VAL}\.ts$", views.val_raw, name="val_raw"),
     re_path(rf"^v/{VAL}$", views.val_page, name="val"),
     re_path(rf"^v/{VAL}/history$", views.val_history, name="val_history"),

@@ -1,4 +1,5 @@
 import difflib
+from pathlib import Path
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -253,3 +254,15 @@ def val_schedule(request, val_id):
     if request.htmx:
         return render(request, "vals/_cron_panel.html", {"val": val, **_cron_context(request, val, form)})
     return redirect(val)
+
+
+STD_DIR = Path(__file__).resolve().parent / "std"
+
+
+@require_GET
+def std_module(request, name):
+    """The platform's standard library, served as TypeScript modules."""
+    path = STD_DIR / f"{name}.ts"
+    if not name.isidentifier() or not path.is_file():
+        raise Http404("No such module.")
+    return HttpResponse(path.read_text(), content_type="application/typescript; charset=utf-8")

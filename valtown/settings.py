@@ -8,6 +8,7 @@ import hashlib
 import os
 import sys
 import tempfile
+from urllib.parse import urlparse
 from pathlib import Path
 
 import dj_database_url
@@ -154,6 +155,7 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGOUT_ON_GET = False
 
 EMAIL_BACKEND = env_str("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(BASE_DIR / "sent-emails"))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "valtown@localhost")
 
 LANGUAGE_CODE = "en-us"
@@ -168,6 +170,10 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 
 # Secrets: Fernet keys, newest first. The development default derives one from SECRET_KEY.
 SECRETS_KEYS = env_list("SECRETS_KEYS")
+
+# Vals import the platform's modules (/std/email.ts, later other vals) from this host,
+# on loopback; Deno may import from it but never fetch it.
+RUNTIME_MODULE_HOST = env_str("RUNTIME_MODULE_HOST", urlparse(SITE_ROOT).netloc)
 
 # Vals
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 * 1024)
@@ -210,6 +216,7 @@ HTTP_VAL_MAX_BODY_BYTES = env_int("HTTP_VAL_MAX_BODY_BYTES", 10 * 1024 * 1024)
 EMAIL_DOMAIN = env_str("EMAIL_DOMAIN", "localhost")
 EMAIL_MAX_BYTES = env_int("EMAIL_MAX_BYTES", 10 * 1024 * 1024)
 INBOUND_EMAIL_TOKEN = env_str("INBOUND_EMAIL_TOKEN", "dev-inbound-email-token" if DEBUG else "")
+EMAIL_SENDS_PER_HOUR = env_int("EMAIL_SENDS_PER_HOUR", 30)
 SMTP_HOST = env_str("SMTP_HOST", "127.0.0.1")
 SMTP_PORT = env_int("SMTP_PORT", 2525)
 
@@ -225,7 +232,7 @@ SCHEDULER_BATCH = env_int("SCHEDULER_BATCH", 50)
 # VALTOWN_TESTING is set for servers that tests start (tests/live.py), so they share the hashers.
 if "pytest" in sys.modules or "test" in sys.argv[1:2] or env_bool("VALTOWN_TESTING"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    EMAIL_BACKEND = env_str("TEST_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # A file, not memory, so that a real server started by a test (tests/live.py) shares it.
         DATABASES["default"]["TEST"] = {"NAME": f"{tempfile.gettempdir()}/valtown-test-{os.getpid()}.sqlite3"}

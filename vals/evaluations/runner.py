@@ -10,6 +10,7 @@ from django.utils import timezone
 
 import runtime
 from accounts.secrets.models import Redactor, Secret
+from vals.capabilities import host_call_handler
 from vals.evaluations.live import LiveLog
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.storable import storable, storable_text
@@ -72,7 +73,7 @@ def _code_of(evaluation):
 
 
 async def run(evaluation_id):
-    evaluation = await Evaluation.objects.select_related("val").aget(pk=evaluation_id)
+    evaluation = await Evaluation.objects.select_related("val", "principal").aget(pk=evaluation_id)
     code = await sync_to_async(_code_of)(evaluation)
     env = await sync_to_async(Secret.objects.filter(owner_id=evaluation.principal_id).environment)()
     redactor = Redactor(env.values())
@@ -85,6 +86,7 @@ async def run(evaluation_id):
             env=env,
             limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
             on_log=live.add,
+            on_call=host_call_handler(evaluation.principal),
         )
         fields = result_fields(result, redactor)
     except Exception as error:
