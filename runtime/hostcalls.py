@@ -44,7 +44,10 @@ class HostCalls:
         if self.on_call is None:
             return self._reply_error(call_id, "host calls are not available here")
         payload = message.get("payload")
-        size = len(json.dumps(payload).encode())
+        try:
+            size = len(json.dumps(payload).encode())
+        except RecursionError:  # the harness refuses this first; only a forged frame gets here
+            return self._reply_error(call_id, "the host call payload is nested too deeply")
         if size > self.limits.max_host_call_bytes:
             # The harness checks this first; only a forged frame gets here.
             return self._reply_error(
@@ -64,7 +67,7 @@ class HostCalls:
             return self._reply_error(call_id, str(error) or type(error).__name__)
         try:
             reply = json.dumps(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             logger.warning("on_call(%r) returned a value JSON can't carry: %r", name, type(value))
             return self._reply_error(call_id, "the host's reply cannot be converted to JSON")
         if len(reply.encode()) > self.limits.max_host_call_bytes:

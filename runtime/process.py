@@ -33,10 +33,16 @@ from runtime.result import (
 logger = logging.getLogger(__name__)
 
 MAX_RAW_LINE_BYTES = 64 * 1024
+# What each log line costs against max_log_bytes on top of its text (console.ts charges
+# the same), so that a flood of empty lines fills the cap too: 1 MB is at most 32,768 lines.
+LOG_LINE_OVERHEAD_BYTES = 32
 # Room for a result's wrapping, and for log lines the harness cut at 64K characters
 # (JSON escaping can make those several times longer).
 FRAME_OVERHEAD_BYTES = 512 * 1024
 STDERR_TAIL_BYTES = 4096
+# Once a log is full, the host reads the process's stdout and stderr only this often: a
+# val flooding them then waits in its own writes instead of costing the host CPU.
+FULL_LOG_READ_PAUSE_SECONDS = 0.01
 
 
 class StartupFailed(Exception):
@@ -49,14 +55,23 @@ def now_ms():
 
 def read_status_bytes(pid, field):
     """A memory figure (VmRSS, VmHWM) of a live process, in bytes, or None."""
+    return read_status(pid, field).get(field)
+
+
+def read_status(pid, *fields):
+    """Figures from a live process's /proc/<pid>/status, by name: memory ones (Vm...) in
+    bytes, the others (Threads) as they are. Missing ones are left out."""
+    found = {}
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) * 1024
+                name, _, value = line.partition(":")
+                if name in fields:
+                    number = int(value.split()[0])
+                    found[name] = number * 1024 if name.startswith("Vm") else number
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    return found
 
 
 def read_cpu_seconds(pid):
@@ -71,7 +86,10 @@ def read_cpu_seconds(pid):
 
 
 class LogCollector:
-    """An evaluation's log lines, capped in total size, passed on to on_log as they come."""
+    """An evaluation's log lines, capped in total size, passed on to on_log as they come.
+
+    Each line costs its UTF-8 bytes plus LOG_LINE_OVERHEAD_BYTES.
+    """
 
     def __init__(self, max_bytes, on_log, what="evaluation"):
         self.what = what
@@ -84,12 +102,17 @@ class LogCollector:
     def add(self, level, message, timestamp_ms):
         if self.truncated:
             return
-        size = len(message.encode("utf-8", "replace"))
+        size = len(message.encode("utf-8", "replace")) + LOG_LINE_OVERHEAD_BYTES
         if self.used + size > self.max_bytes:
             self.truncate()
             return
         self.used += size
         self._append(LogLine(level, message, timestamp_ms))
+
+    @property
+    def full(self):
+        """Whether it takes no more lines (then raw output isn't even split into lines)."""
+        return self.truncated
 
     def truncate(self):
         if not self.truncated:
@@ -105,6 +128,100 @@ class LogCollector:
             self.on_log(line.level, line.message, line.timestamp_ms)
         except Exception:
             logger.exception("on_log callback failed")
+
+
+def record_raw_output(data, level, logs, marker, at_end=False):
+    """Adds data's lines to logs (with add() and full, as LogCollector) as `level` lines,
+    up to the end marker.
+
+    Returns (what is left over: an unfinished line to put before the next read, whether
+    the marker was reached).
+    """
+    start = 0
+    while not logs.full:
+        end = data.find(b"\n", start)
+        if end < 0:
+            if len(data) - start <= MAX_RAW_LINE_BYTES and not at_end:
+                return data[start:], False
+            if start >= len(data):
+                return b"", False
+            end = len(data)  # an over-long line, or the last one without a newline
+        line = data[start:end]
+        start = end + 1
+        if marker and line.endswith(marker):
+            if len(line) > len(marker):
+                _add_raw_line(logs, level, line[: -len(marker)])
+            return b"", True
+        _add_raw_line(logs, level, line)
+    # Nothing more will be recorded. Splitting a flood of empty lines would cost the host
+    # a Python call per line, so only look for the marker now, in one search, keeping its
+    # length less one byte for the next read in case it straddles two.
+    rest = data[start:]
+    if not marker:
+        return b"", False
+    if marker in rest:
+        return b"", True
+    return rest[-(len(marker) - 1) :], False
+
+
+def _add_raw_line(logs, level, line):
+    logs.add(level, line[:MAX_RAW_LINE_BYTES].decode("utf-8", "replace"), now_ms())
+
+
+# What Deno ends with when it fails in ways the host has a name for (Deno 2.9.8, measured
+# on x86_64). V8's fatal errors, out of memory among them, end in a trap instruction.
+V8_FATAL_ERROR_CODE = -signal.SIGTRAP
+DENO_ERROR_CODE = 1  # Deno's own fatal errors, its panics and a promise that can't settle
+DENO_UNSTABLE_API_CODE = 70
+
+
+def explain_exit(code, stderr, *, config, at_thread_cap, unfinished="returning a result"):
+    """(status, kill_reason, error name, message) for a process that ended on its own with
+    exit status `code` (negative: a signal) and `stderr` (its last 4 KB).
+
+    A val can write anything to stderr and exit with any code (Deno.exit(n)), so what
+    stderr says only counts together with what the val can't do: die of SIGTRAP or
+    SIGXCPU (jail.py's filter stops it sending those to itself), or reach its thread cap
+    (at_thread_cap: seen at RLIMIT_NPROC threads). Anything else is "exited with code n".
+    """
+    if code == V8_FATAL_ERROR_CODE and "Fatal JavaScript out of memory" in stderr:
+        return ERROR, REASON_MEMORY, "OutOfMemoryError", (
+            f"out of memory: the val used more than its {config.heap_mb} MB JavaScript heap"
+        )
+    if code == V8_FATAL_ERROR_CODE and "Fatal process out of memory" in stderr:
+        # Most often a Worker: each one reserves about 512 MB against RLIMIT_DATA.
+        return ERROR, REASON_MEMORY, "OutOfMemoryError", (
+            "out of memory: the val's process could not reserve more memory (too many Workers?)"
+        )
+    if (
+        code == DENO_ERROR_CODE
+        and at_thread_cap
+        and ("unable to create worker threads" in stderr or "Resource temporarily unavailable" in stderr)
+    ):
+        return ERROR, REASON_THREADS, "TooManyThreadsError", (
+            f"too many threads: the val started more Workers than its limit of {config.max_threads} threads"
+        )
+    if code == DENO_UNSTABLE_API_CODE and "Worker.deno.permissions" in stderr:
+        return ERROR, REASON_CRASHED, "PermissionDenied", (
+            "a Worker asked for permissions of its own, which vals may not do"
+        )
+    if code == DENO_ERROR_CODE and "Top-level await promise never resolved" in stderr:
+        # Deno stops when nothing is left that could settle the val's promise.
+        return ERROR, REASON_CRASHED, "Error", (
+            "the val returned a promise that can never settle (nothing was left that could settle it)"
+        )
+    if code == -signal.SIGXCPU:
+        return TIMEOUT, REASON_TIMEOUT, "TimeoutError", "the val used more CPU time than allowed"
+    if code == -signal.SIGKILL:
+        what = "was killed from outside (perhaps by the OS for using too much memory)"
+    elif code is not None and code < 0:
+        what = f"died of signal {signal.Signals(-code).name}"
+    else:
+        what = f"exited with code {code}"
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.lower().startswith(("error", "panic", "fatal"))]
+    detail = f": {(errors or lines)[-1][:500]}" if lines else ""
+    return ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before {unfinished}{detail}"
 
 
 class DenoProcess:
@@ -123,6 +240,7 @@ class DenoProcess:
         self.exit_task = None
         self.output_tasks = []
         self.peak_rss = 0
+        self.peak_threads = 0  # the most threads seen at once, for crash_result()
         self.stderr_tail = b""
         self.startup_output = b""
         self.used = False
@@ -202,7 +320,8 @@ class DenoProcess:
 
     def send_raw_output_to(self, sink):
         """For a warm HTTP process: its raw stdout and stderr lines go to sink.add(level,
-        message, timestamp_ms) as they come, for as long as it lives."""
+        message, timestamp_ms) as they come, for as long as it lives, except while
+        sink.full is true."""
         self.used = True
         self._logs = sink
 
@@ -213,7 +332,7 @@ class DenoProcess:
         before it sends the result, so the host needn't wait for the pipe to close.
         """
         finished = self.output_finished[level]
-        pending = b""
+        unread = b""
         while True:
             chunk = await stream.read(64 * 1024)
             if level == "stderr":
@@ -221,23 +340,16 @@ class DenoProcess:
             if self._logs is None and not self.used:
                 self.startup_output = (self.startup_output + chunk)[-STDERR_TAIL_BYTES:]
             elif self._logs is not None and not finished.is_set():
-                pending += chunk
-                lines = pending.split(b"\n")
-                pending = lines.pop()
-                if len(pending) > MAX_RAW_LINE_BYTES or (not chunk and pending):
-                    lines.append(pending)
-                    pending = b""
-                for line in lines:
-                    if self._output_marker and line.endswith(self._output_marker):
-                        line = line[: -len(self._output_marker)]
-                        finished.set()
-                    if line or not finished.is_set():
-                        self._logs.add(level, line[:MAX_RAW_LINE_BYTES].decode("utf-8", "replace"), now_ms())
-                    if finished.is_set():
-                        break
+                unread, reached_marker = record_raw_output(
+                    unread + chunk, level, self._logs, self._output_marker, at_end=not chunk
+                )
+                if reached_marker:
+                    finished.set()
             if not chunk:
                 finished.set()
                 return
+            if self._logs is not None and self._logs.full:
+                await asyncio.sleep(FULL_LOG_READ_PAUSE_SECONDS)
 
     async def _wait_for_output(self):
         """Until stdout and stderr have each reached the end marker, or end of file."""
@@ -342,12 +454,20 @@ class DenoProcess:
         """Returns once resident memory passes the cap; the caller then kills the process."""
         cap = self.config.max_rss_mb * 1024 * 1024
         while True:
-            rss = read_status_bytes(self.pid, "VmRSS")
-            if rss is not None:
-                self.peak_rss = max(self.peak_rss, rss)
-                if rss > cap:
-                    return
+            rss = self.poll_status()
+            if rss is not None and rss > cap:
+                return
             await asyncio.sleep(self.config.rss_poll_seconds)
+
+    def poll_status(self):
+        """Reads the live process's resident memory and thread count and keeps their peaks.
+        Returns the memory in bytes, or None."""
+        status = read_status(self.pid, "VmRSS", "Threads")
+        self.peak_threads = max(self.peak_threads, status.get("Threads", 0))
+        rss = status.get("VmRSS")
+        if rss is not None:
+            self.peak_rss = max(self.peak_rss, rss)
+        return rss
 
     def _peak_memory(self):
         high_water_mark = read_status_bytes(self.pid, "VmHWM") if self.alive else None
@@ -378,7 +498,13 @@ class DenoProcess:
         if not message["ok"]:
             return Result(status=ERROR, error=protocol.decode_error(message["error"]), peak_memory_bytes=peak)
         value_type, value = protocol.decode_value(message["value"])
-        if value_type == "json" and len(json.dumps(value)) > limits.max_result_bytes:
+        try:
+            json_bytes = len(json.dumps(value)) if value_type == "json" else 0
+        except RecursionError:  # the harness refuses this, so only a forged frame gets here
+            return self._failure(
+                ERROR, None, "TypeError", "the return value is nested too deeply for the host to read", peak,
+            )
+        if json_bytes > limits.max_result_bytes:
             return self._failure(
                 ERROR, REASON_RESULT_TOO_LARGE, "ResultTooLargeError",
                 f"result too large: the return value is over {limits.max_result_bytes:,} bytes of JSON", peak,
@@ -395,51 +521,15 @@ class DenoProcess:
         stderr = self.stderr_tail.decode("utf-8", "replace")
         if self._output_marker:
             stderr = stderr.replace(self._output_marker.decode(), "")
-        code = self.proc.returncode
-        if "Fatal JavaScript out of memory" in stderr:
-            return self._failure(
-                ERROR, REASON_MEMORY, "OutOfMemoryError",
-                f"out of memory: the val used more than its {self.config.heap_mb} MB JavaScript heap", peak,
-            )
-        if "Fatal process out of memory" in stderr:
-            # Most often a Worker: each one reserves about 512 MB against RLIMIT_DATA.
-            return self._failure(
-                ERROR, REASON_MEMORY, "OutOfMemoryError",
-                "out of memory: the val's process could not reserve more memory (too many Workers?)", peak,
-            )
-        if "unable to create worker threads" in stderr or "Resource temporarily unavailable" in stderr:
-            return self._failure(
-                ERROR, REASON_THREADS, "TooManyThreadsError",
-                f"too many threads: the val started more Workers than its limit of {self.config.max_threads} threads",
-                peak,
-            )
-        if "Worker.deno.permissions" in stderr:
-            return self._failure(
-                ERROR, REASON_CRASHED, "PermissionDenied",
-                "a Worker asked for permissions of its own, which vals may not do", peak,
-            )
-        if "Top-level await promise never resolved" in stderr:
-            # Deno stops when nothing is left that could settle the val's promise.
-            return self._failure(
-                ERROR, REASON_CRASHED, "Error",
-                "the val returned a promise that can never settle (nothing was left that could settle it)", peak,
-            )
-        if code == -signal.SIGXCPU:
-            return self._failure(
-                TIMEOUT, REASON_TIMEOUT, "TimeoutError", "the val used more CPU time than allowed", peak,
-            )
-        if code == -signal.SIGKILL:
-            what = "was killed from outside (perhaps by the OS for using too much memory)"
-        elif code is not None and code < 0:
-            what = f"died of signal {signal.Signals(-code).name}"
-        else:
-            what = f"exited with code {code}"
-        lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-        errors = [line for line in lines if line.lower().startswith(("error", "panic", "fatal"))]
-        detail = f": {(errors or lines)[-1][:500]}" if lines else ""
-        return self._failure(
-            ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before {unfinished}{detail}", peak,
+        status, reason, name, message = explain_exit(
+            self.proc.returncode,
+            stderr,
+            config=self.config,
+            # RLIMIT_NPROC only caps a process that has a uid of its own (see sandbox.py).
+            at_thread_cap=self.uid is not None and self.peak_threads >= self.config.max_threads,
+            unfinished=unfinished,
         )
+        return self._failure(status, reason, name, message, peak)
 
     @staticmethod
     def _failure(status, reason, name, message, peak):

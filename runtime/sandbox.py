@@ -2,7 +2,7 @@
 
 Layers, outermost first (see runtime/README.md for the whole security model):
 1. jail.py: rlimits, an unprivileged uid per process when root, no_new_privs, and a
-   seccomp filter refusing IPv6 sockets.
+   seccomp filter (one ABI only, no self-sent SIGTRAP/SIGXCPU, no IPv6 sockets).
 2. Deno's permissions: no read/write/run/ffi/sys; network allowed except the host's
    own addresses and private ranges; imports only from the module host and the CDNs.
 3. The harness: revokes its socket access and replaces the environment before it loads
@@ -184,7 +184,7 @@ def jail_arguments(config, uid):
     arguments.append("--umask=002")
     if uid is not None:
         arguments += [f"--uid={uid}", f"--gid={config.sandbox_gid}"]
-    if config.block_ipv6 and jail.can_block_ipv6():
+    if config.block_ipv6 and jail.can_filter():
         arguments.append("--block-ipv6")
     return arguments
 
@@ -342,8 +342,8 @@ def describe_protections(config):
         notes.append("a uid of its own per process, with RLIMIT_NPROC capping threads")
     else:
         notes.append("NOT root: processes share the host's uid and there is no thread cap")
-    if config.block_ipv6 and jail.can_block_ipv6():
-        notes.append("IPv6 sockets refused by seccomp")
+    if not jail.can_filter():
+        notes.append("NO seccomp filter for this machine type: IPv6 NOT blocked, kill reasons forgeable")
     elif config.block_ipv6:
-        notes.append("IPv6 NOT blocked: no seccomp filter for this machine type")
+        notes.append("IPv6 sockets refused by seccomp")
     return "; ".join(notes)

@@ -28,7 +28,7 @@ from collections import OrderedDict
 
 from runtime import protocol, sandbox
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
-from runtime.process import FRAME_OVERHEAD_BYTES, DenoProcess, StartupFailed, read_cpu_seconds, read_status_bytes
+from runtime.process import FRAME_OVERHEAD_BYTES, DenoProcess, StartupFailed, read_cpu_seconds
 from runtime.result import ERROR, KILLED, REASON_CRASHED, REASON_MEMORY, REASON_TIMEOUT
 
 logger = logging.getLogger(__name__)
@@ -168,6 +168,13 @@ class WarmProcess:
         timer, raw stdout): the request admitted last that is still in flight."""
         return self.admitted[-1] if self.admitted else None
 
+    @property
+    def full(self):
+        """Whether raw output has nowhere to go (DenoProcess.send_raw_output_to): then it
+        isn't even split into lines."""
+        owner = self._stray_log_owner()
+        return owner is None or owner.logs.full
+
     def add(self, level, message, timestamp_ms):
         """Raw stdout and stderr lines (DenoProcess.send_raw_output_to)."""
         owner = self._stray_log_owner()
@@ -182,7 +189,7 @@ class WarmProcess:
         cap = self.config.max_rss_mb * 1024 * 1024
         polls = 0
         while self.alive:
-            rss = read_status_bytes(self.pid, "VmRSS")
+            rss = self.process.poll_status()
             if rss is not None:
                 self.rss = rss
                 self.peak_rss = max(self.peak_rss, rss)

@@ -6,6 +6,11 @@ import { cleanText } from "./errors.ts";
 
 /** One line longer than this is cut, so no single message can blow up the channel. */
 const MAX_LINE_CHARS = 64 * 1024;
+/**
+ * What each line costs on top of its text, as on the host (LOG_LINE_OVERHEAD_BYTES in
+ * process.py): `console.log("")` in a loop fills the cap too.
+ */
+const LINE_OVERHEAD = 32;
 
 export function format(args: unknown[]): string {
   return args
@@ -33,7 +38,7 @@ export class Log {
     if (this.#truncated) return;
     let message = cleanText(format(args));
     if (message.length > MAX_LINE_CHARS) message = message.slice(0, MAX_LINE_CHARS) + " …";
-    this.#budget -= message.length;
+    this.#budget -= message.length + LINE_OVERHEAD;
     if (this.#budget < 0) {
       this.#truncated = true;
       this.#channel.send({ type: "logs_truncated", request: this.#request });

@@ -5,6 +5,7 @@
 //   const reply = await globalThis[Symbol.for("valtown.host.call")](name, payload);
 
 import type { Channel } from "./channel.ts";
+import { MAX_JSON_DEPTH, nestsTooDeeply } from "./values.ts";
 
 export const HOST_CALL = Symbol.for("valtown.host.call");
 
@@ -73,6 +74,11 @@ export class HostCalls {
       throw new TypeError(`the host call payload cannot be converted to JSON: ${(error as Error).message}`);
     }
     if (json === undefined) json = "null"; // a function or symbol: nothing JSON can carry
+    if (nestsTooDeeply(json)) {
+      throw new TypeError(
+        `the host call payload is nested too deeply: more than ${MAX_JSON_DEPTH} levels of arrays and objects`,
+      );
+    }
     const size = byteLength(json);
     if (size > caller.maxHostCallBytes) {
       throw new RangeError(

@@ -7,7 +7,6 @@
 import { connectToHost } from "./channel.ts";
 import { loadTlsRoots, replaceEnvironment } from "./environment.ts";
 import { runEvaluation } from "./evaluation.ts";
-import { serveHttp } from "./http.ts";
 import { warmUp } from "./run.ts";
 
 const channel = await connectToHost(Deno.args[0]);
@@ -18,6 +17,9 @@ const job = await channel.receiveJob();
 
 replaceEnvironment(job.env);
 if (job.mode === "http") {
+  // Loaded only here: http.ts needs node:async_hooks, which costs every process that
+  // loads it about 10 ms and 4 MB, and evaluations don't need it.
+  const { serveHttp } = await import("./http.ts");
   await serveHttp(channel, job);
 } else {
   await runEvaluation(channel, job);

@@ -3,18 +3,53 @@
 
 import type { WireValue } from "./messages.ts";
 
+// Taken at start-up, before a val could replace them to slip a value past the checks.
+const stringify = JSON.stringify;
+const parse = JSON.parse;
+
+/**
+ * How deeply JSON the host reads may nest arrays and objects. Python's parser gives up
+ * near 1,000 levels, and the host walks what it reads; real data stays far below this.
+ */
+export const MAX_JSON_DEPTH = 256;
+
+/** Whether JSON text nests arrays and objects more than MAX_JSON_DEPTH deep. */
+export function nestsTooDeeply(json: string): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const code = json.charCodeAt(i);
+    if (inString) {
+      if (code === 0x5c) i++; // a backslash: the next character is escaped
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) {
+      inString = true;
+    } else if (code === 0x5b || code === 0x7b) {
+      if (++depth > MAX_JSON_DEPTH) return true;
+    } else if (code === 0x5d || code === 0x7d) {
+      depth--;
+    }
+  }
+  return false;
+}
+
 export async function toWireValue(value: unknown): Promise<WireValue> {
   if (value instanceof Response) return await responseToWire(value);
   if (value === undefined) return { kind: "undefined" };
   let json: string | undefined;
   try {
-    json = JSON.stringify(value);
+    json = stringify(value);
   } catch (error) {
     throw new TypeError(`the return value cannot be converted to JSON: ${(error as Error).message}`);
   }
   // Functions and symbols have no JSON form: treat them like undefined, as JSON does.
   if (json === undefined) return { kind: "undefined" };
-  return { kind: "json", json: JSON.parse(json) };
+  if (nestsTooDeeply(json)) {
+    throw new TypeError(
+      `the return value is nested too deeply: more than ${MAX_JSON_DEPTH} levels of arrays and objects`,
+    );
+  }
+  return { kind: "json", json: parse(json) };
 }
 
 async function responseToWire(response: Response): Promise<WireValue> {

@@ -30,7 +30,10 @@ def test_it_reads_runtime_settings_from_django(settings):
 
 
 def test_unset_settings_keep_their_defaults(settings):
-    for name in dir(settings):
+    from django.conf import settings as django_settings
+
+    # dir() of pytest-django's wrapper lists nothing: look at the real settings.
+    for name in dir(django_settings):
         if name.startswith("RUNTIME_"):
             delattr(settings, name)
 

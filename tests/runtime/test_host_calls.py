@@ -90,6 +90,23 @@ async def test_a_payload_over_the_size_cap_is_refused_before_it_reaches_the_host
     assert calls == []
 
 
+async def test_a_payload_nested_too_deeply_is_refused_before_it_reaches_the_host(engine):
+    calls = []
+
+    async def on_call(name, payload):
+        calls.append(name)
+
+    val = f"""export default () => {{
+        let deep: any = 1;
+        for (let i = 0; i < 5000; i++) deep = [deep];
+        return {CALL}('blob.set', deep).catch((error) => error.message);
+    }}"""
+    result = await engine.evaluate(val, on_call=on_call)
+
+    assert result.value.startswith("the host call payload is nested too deeply")
+    assert calls == []
+
+
 async def test_a_reply_over_the_size_cap_is_refused(engine):
     async def on_call(name, payload):
         return "y" * 2000

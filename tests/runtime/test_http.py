@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import time
 
 import pytest
 
@@ -345,6 +346,36 @@ async def test_on_log_gets_each_requests_lines_as_they_happen(engine):
     outcome, _ = await serve(engine, val, on_log=lambda level, message, ts: seen.append((level, message)))
 
     assert seen == [("log", "one"), ("warn", "two")]
+
+
+async def test_a_request_flooding_stdout_with_empty_lines_gets_a_capped_log_at_little_cost(engine):
+    started = time.process_time()
+    val = """
+    export default () => {
+      const newlines = new Uint8Array(1 << 20).fill(10);
+      const end = Date.now() + 1000;
+      while (Date.now() < end) Deno.stdout.writeSync(newlines);
+      return new Response("done");
+    }
+    """
+
+    outcome, visitor = await serve(engine, val)
+
+    assert visitor.body == b"done"
+    assert len(outcome.logs) <= 1_000_000 // 32 + 1
+    assert outcome.logs[-1].message.startswith("logs truncated")
+    assert time.process_time() - started < 1.0
+
+
+async def test_an_http_vals_lone_surrogates_reach_the_outcome_as_replacement_characters(engine):
+    val = r"""export default () => { console.log('a\ud800'); throw new Error('m\udc00') }"""
+
+    outcome, visitor = await serve(engine, val)
+
+    assert visitor.status == 500
+    assert outcome.logs[0].message == "a\ufffd"
+    assert outcome.error["message"] == "m\ufffd"
+    assert "\ud800" not in outcome.error["stack"] and "\udc00" not in outcome.error["stack"]
 
 
 async def test_a_process_killed_mid_request_gets_502_and_the_next_request_a_fresh_one(engine):

@@ -6,6 +6,7 @@ import time
 import pytest
 
 from runtime import Limits
+from runtime.process import LogCollector, record_raw_output
 from tests.runtime.helpers import assert_still_works, needs_root, start_engine
 
 
@@ -193,6 +194,65 @@ async def test_raw_output_is_capped_on_the_host_side_too(engine):
     assert result.value == "done"
     assert sum(len(line.message) for line in result.logs) < 51_000
     assert result.logs[-1].message.startswith("logs truncated")
+
+
+async def test_a_flood_of_empty_raw_lines_fills_the_log_cap_and_costs_the_host_little(engine):
+    # Unmetered, this wrote a million empty lines a second, all of them kept, and took
+    # more host CPU than it ran for.
+    started = time.process_time()
+
+    result = await engine.evaluate(
+        """export default () => {
+            const newlines = new Uint8Array(1 << 20).fill(10);
+            const end = Date.now() + 1500;
+            while (Date.now() < end) Deno.stdout.writeSync(newlines);
+            return "done";
+        }"""
+    )
+
+    host_cpu_seconds = time.process_time() - started
+    assert result.value == "done"
+    assert len(result.logs) <= 1_000_000 // 32 + 1
+    assert [line.message.startswith("logs truncated") for line in result.logs].count(True) == 1
+    assert host_cpu_seconds < 1.0
+
+
+async def test_a_flood_of_empty_console_lines_is_cut_off_in_the_val_itself(engine):
+    started = time.process_time()
+
+    result = await engine.evaluate(
+        "export default () => { for (let i = 0; i < 500_000; i++) console.log(''); return 'done' }"
+    )
+
+    # Without the harness's own count, the host parsed every one of half a million
+    # messages (2.4 s of its CPU) and the val's queue of them reached 480 MB.
+    host_cpu_seconds = time.process_time() - started
+    assert result.value == "done"
+    assert len(result.logs) <= 1_000_000 // 32 + 1
+    assert result.logs[-1].message.startswith("logs truncated")
+    assert host_cpu_seconds < 1.0
+
+
+def test_every_log_line_costs_something_even_when_empty():
+    logs = LogCollector(max_bytes=3200, on_log=None)
+
+    for _ in range(1000):
+        logs.add("log", "", 0)
+
+    assert len(logs.lines) == 100 + 1
+    assert logs.lines[-1].message.startswith("logs truncated")
+
+
+def test_once_the_log_is_full_raw_output_is_only_searched_for_the_end_marker():
+    logs = LogCollector(max_bytes=3200, on_log=None)
+    marker = b"0123456789abcdef"
+
+    left_over, reached = record_raw_output(b"\n" * 200 + b"0123456789", "stdout", logs, marker)
+    assert (left_over, reached) == (b"\n" * 5 + b"0123456789", False)
+    assert len(logs.lines) == 100 + 1
+
+    assert record_raw_output(left_over + b"abcdef\n", "stdout", logs, marker) == (b"", True)
+    assert len(logs.lines) == 100 + 1
 
 
 async def test_a_result_over_the_cap_is_an_error(engine):

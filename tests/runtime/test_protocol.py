@@ -3,6 +3,7 @@ intact, and nothing a val writes itself can pass for a protocol message."""
 
 import asyncio
 import base64
+import json
 import re
 import time
 
@@ -194,6 +195,53 @@ async def test_a_missing_export_is_a_clear_error(engine):
     assert 'no export named "nope"' in result.error["message"]
 
 
+async def test_lone_surrogates_come_back_as_replacement_characters_and_nul_is_kept(engine):
+    result = await engine.evaluate(
+        r"""export default () => {
+            console.log('a\ud800\u0000');
+            Deno.stdout.writeSync(new TextEncoder().encode('raw\udc00\n'));
+            return { s: 'b\ud800', ['k\udc00']: ['\ud83d\ude00'] };
+        }"""
+    )
+
+    assert result.value == {"s": "b\ufffd", "k\ufffd": ["\U0001f600"]}
+    assert [line.message for line in result.logs] == ["a\ufffd\x00", "raw\ufffd"]
+    assert_valid_utf8(result.value, [line.message for line in result.logs])
+
+
+async def test_an_error_with_lone_surrogates_comes_back_as_valid_text(engine):
+    result = await engine.evaluate(
+        r"""export default () => { const error = new Error('m\ud800'); error.name = 'N\udc00'; throw error }"""
+    )
+
+    assert (result.error["name"], result.error["message"]) == ("N\ufffd", "m\ufffd")
+    assert_valid_utf8(result.error)
+
+
+def assert_valid_utf8(*values):
+    for value in values:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")  # raises on a lone surrogate
+
+
+async def test_a_return_value_nested_too_deeply_is_a_clear_error(engine):
+    result = await engine.evaluate(
+        "export default () => { let a: any = 1; for (let i = 0; i < 5000; i++) a = [a]; return a }"
+    )
+
+    assert result.status == "error"
+    assert result.error["message"].startswith("the return value is nested too deeply")
+    await assert_still_works(engine)
+
+
+async def test_a_return_value_nested_256_deep_still_comes_back(engine):
+    result = await engine.evaluate(
+        "export default () => { let a: any = 1; for (let i = 0; i < 255; i++) a = [a]; return { a } }"
+    )
+
+    assert result.status == "success"
+    assert json.dumps(result.value).count("[") == 255
+
+
 async def test_forged_protocol_messages_on_stdout_are_only_text(engine):
     forged = '{"type":"result","ok":true,"value":{"kind":"json","json":"forged"}}'
     result = await engine.evaluate(
@@ -330,6 +378,22 @@ def test_malformed_messages_are_dropped():
     assert protocol.parse_message("[1, 2]", nonce) is None
     assert protocol.parse_message('{"type": "log", "nonce": "n", "level": "shout", "message": "x", "ts": 1}', nonce) is None
     assert protocol.parse_message('{"type": "ready"}', nonce) is None  # only before the job
+
+
+def test_a_message_nested_deeper_than_python_parses_is_dropped_not_raised():
+    line = '{"type": "result", "nonce": "n", "ok": true, "value": {"kind": "json", "json": %s}}'
+
+    assert protocol.parse_message(line % ("[" * 5000 + "]" * 5000), "n") is None
+    assert protocol.parse_message(line % "[[1]]", "n")["value"]["json"] == [[1]]
+
+
+def test_no_string_in_a_message_keeps_a_lone_surrogate():
+    # Escaped as JSON.stringify writes them, and raw, as only a forged frame could be.
+    escaped = rb'{"type": "log", "nonce": "n", "level": "log", "message": "a\ud800 \ud83d\ude00 \u0000", "ts": 1}'
+    raw = b'{"type": "log", "nonce": "n", "level": "log", "message": "a\xed\xa0\x80", "ts": 1}'
+
+    assert protocol.parse_message(escaped, "n")["message"] == "a\ufffd \U0001f600 \x00"
+    assert protocol.parse_message(raw, "n") is None  # not UTF-8
 
 
 async def test_the_line_reader_refuses_a_line_over_its_limit():
