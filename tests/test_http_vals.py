@@ -148,3 +148,18 @@ async def test_a_handler_that_throws_gives_the_visitor_a_500_without_the_stack(a
     evaluation = await Evaluation.objects.aget(trigger="http")
     assert evaluation.status == "error" and "secret internals" in evaluation.error["message"]
     assert evaluation.principal_id == alice.pk
+
+
+async def test_http_val_logs_are_capped_and_storable_like_any_evaluations(alice, settings):
+    from vals.evaluations.batch import writer
+    from vals.evaluations.models import Evaluation
+
+    settings.EVALUATION_MAX_LOG_BYTES = 5_000
+    code = 'export default () => { console.log("nul\\u0000here"); for (let i = 0; i < 2000; i++) console.log(""); return new Response("ok"); };'
+    await sync_to_async(make_val)(alice, name="noisy", type="http", code=code)
+    status, _, body = await full_request("alice-noisy.web.localhost:8000")
+    assert (status, body) == (200, b"ok")
+    await writer.drain()
+    evaluation = await Evaluation.objects.aget(trigger="http")
+    assert "\x00" not in evaluation.logs[0]["message"]
+    assert len(evaluation.logs) < 200 and evaluation.logs[-1]["message"].startswith("logs truncated")

@@ -3,12 +3,11 @@
 Every call is authorised here from the evaluation's principal: nothing the val says
 about who it is, or whom it writes to, is trusted."""
 
-import time
-
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import send_mail
+
+from vals import ratelimit
 
 MAX_SUBJECT = 300
 MAX_BODY = 200_000
@@ -19,9 +18,7 @@ class CapabilityError(Exception):
 
 
 def _check_email_rate(principal):
-    window = int(time.time() // 3600)
-    key = f"email-rate:{principal.pk}:{window}"
-    count = 1 if cache.add(key, 1, timeout=3700) else cache.incr(key)
+    count, _ = ratelimit.hit(f"email:{principal.pk}", 3600)
     if count > settings.EMAIL_SENDS_PER_HOUR:
         raise CapabilityError(f"email() is limited to {settings.EMAIL_SENDS_PER_HOUR} messages an hour.")
 

@@ -16,6 +16,7 @@ from accounts.secrets.models import Redactor, Secret
 from vals.capabilities import host_call_handler
 from vals.evaluations.batch import writer
 from vals.evaluations.models import RUNNER, Evaluation
+from vals.evaluations.storable import RecordedLogs, recorded_error
 from vals.models import Val
 
 # The app's own cookies are host-only, so browsers never send them here. They are
@@ -91,8 +92,7 @@ async def serve(scope, receive, send):
             send, 400, f"@{val.owner.username}/{val.name} is a {val.get_type_display().lower()} val, not an HTTP val.\n"
         )
     code, env = found
-    redactor = Redactor(env.values())
-    logs = []
+    logs = RecordedLogs(Redactor(env.values()))
     started_at = timezone.now()
     clock = time.monotonic()
     scope = {**scope, "headers": without_app_cookies(scope.get("headers", []))}
@@ -106,11 +106,8 @@ async def serve(scope, receive, send):
         limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
         max_body_bytes=settings.HTTP_VAL_MAX_BODY_BYTES,
         on_call=host_call_handler(val.owner),
-        on_log=lambda level, message, ts: logs.append(
-            {"seq": len(logs), "level": level, "message": redactor.text(message), "ts": ts}
-        ),
+        on_log=logs.add,
     )
-    error = outcome.error and {key: redactor.text(outcome.error.get(key) or "") for key in ("name", "message", "stack")}
     writer.add(
         Evaluation(
             val=val,
@@ -121,8 +118,8 @@ async def serve(scope, receive, send):
             started_at=started_at,
             finished_at=timezone.now(),
             duration_ms=outcome.duration_ms or int((time.monotonic() - clock) * 1000),
-            logs=logs,
-            error=error,
+            logs=logs.lines,
+            error=recorded_error(outcome.error, logs.redactor),
             kill_reason=outcome.kill_reason or "",
             runner=RUNNER,
             http_method=scope.get("method", ""),

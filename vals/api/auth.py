@@ -1,12 +1,10 @@
 """Bearer-token auth and rate limits, per token and per client IP."""
 
-import time
-
 from django.conf import settings
-from django.core.cache import cache
 from ninja.security import HttpBearer
 
 from accounts.models import ApiToken
+from vals import ratelimit
 from vals.api.errors import ApiError
 
 
@@ -15,13 +13,9 @@ def client_ip(request):
 
 
 def check_rate(bucket, limit_per_minute):
-    """A fixed one-minute window in the shared cache. Raises a 429 past the limit."""
-    window = int(time.time() // 60)
-    key = f"ratelimit:{bucket}:{window}"
-    added = cache.add(key, 1, timeout=70)
-    count = 1 if added else cache.incr(key)
+    """Raises a 429 past the limit, in one-minute windows."""
+    count, retry_after = ratelimit.hit(bucket, 60)
     if count > limit_per_minute:
-        retry_after = 60 - int(time.time() % 60)
         raise ApiError(429, "rate_limited", f"Too many requests: at most {limit_per_minute} a minute.", {"Retry-After": str(retry_after)})
 
 

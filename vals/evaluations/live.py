@@ -10,43 +10,33 @@ import logging
 import time
 
 from channels.layers import get_channel_layer
-from django.conf import settings
 
-from vals.evaluations.storable import storable_text
+from vals.evaluations.storable import RecordedLogs
 
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_SECONDS = 0.25
-# What a stored line costs beyond its text, so that a flood of empty lines is capped too.
-LINE_OVERHEAD_BYTES = 32
 
 
 class LiveLog:
     def __init__(self, evaluation, redactor):
         self.evaluation = evaluation
-        self.redactor = redactor
-        self.lines = []
-        self.stored_bytes = 0
-        self.truncated = False
+        self.recorded = RecordedLogs(redactor)
         self.layer = get_channel_layer()
         self._queue = asyncio.Queue()
         self._flushed = 0
         self._last_flush = time.monotonic()
         self._sender = asyncio.create_task(self._send_forever())
 
+    @property
+    def lines(self):
+        return self.recorded.lines
+
     def add(self, level, message, timestamp_ms):
-        """Called for each log line, in the order the val wrote them. Past the cap, one
-        "logs truncated" line is kept and the rest dropped."""
-        if self.truncated:
-            return
-        message = storable_text(self.redactor.text(message))
-        self.stored_bytes += len(message.encode("utf-8")) + LINE_OVERHEAD_BYTES
-        if self.stored_bytes > settings.EVALUATION_MAX_LOG_BYTES:
-            self.truncated = True
-            level, message = "warn", f"logs truncated: this evaluation logged more than {settings.EVALUATION_MAX_LOG_BYTES // 1024} KB"
-        line = {"seq": len(self.lines), "level": level, "message": message, "ts": timestamp_ms}
-        self.lines.append(line)
-        self._queue.put_nowait(line)
+        """Called for each log line, in the order the val wrote them."""
+        line = self.recorded.add(level, message, timestamp_ms)
+        if line is not None:
+            self._queue.put_nowait(line)
 
     async def _send_forever(self):
         while True:

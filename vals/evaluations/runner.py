@@ -13,7 +13,7 @@ from accounts.secrets.models import Redactor, Secret
 from vals.capabilities import host_call_handler
 from vals.evaluations.live import LiveLog
 from vals.evaluations.models import RUNNER, Evaluation
-from vals.evaluations.storable import storable, storable_text
+from vals.evaluations.storable import recorded_error, storable
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ async def run(evaluation_id):
         logger.exception("Evaluation %s failed in the runtime", evaluation_id)
         fields = {
             "status": Evaluation.Status.ERROR,
-            "error": {"name": type(error).__name__, "message": redactor.text(str(error)), "stack": ""},
+            "error": recorded_error({"name": type(error).__name__, "message": str(error)}, redactor),
         }
     await live.close()
     fields["logs"] = live.lines
@@ -106,13 +106,10 @@ async def run(evaluation_id):
 
 def result_fields(result, redactor):
     """The Evaluation fields that record a runtime result, with secrets redacted."""
-    error = None
-    if result.error:
-        error = {key: storable_text(redactor.text(result.error.get(key) or "")) for key in ("name", "message", "stack")}
     return {
         "status": result.status,
         "result": redactor.value(storable(result.value_record())) if result.status == "success" else None,
-        "error": error,
+        "error": recorded_error(result.error, redactor),
         "duration_ms": result.duration_ms,
         "kill_reason": result.kill_reason or "",
         "peak_memory_bytes": result.peak_memory_bytes,
