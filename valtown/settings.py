@@ -236,3 +236,6 @@ if "pytest" in sys.modules or "test" in sys.argv[1:2] or env_bool("VALTOWN_TESTI
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # A file, not memory, so that a real server started by a test (tests/live.py) shares it.
         DATABASES["default"]["TEST"] = {"NAME": f"{tempfile.gettempdir()}/valtown-test-{os.getpid()}.sqlite3"}
+    elif env_str("TEST_DATABASE_NAME"):
+        # Lets two test runs share one PostgreSQL server without sharing a test database.
+        DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
