@@ -9,6 +9,7 @@ Plain Python: nothing here needs Django. See runtime/README.md for the security 
 
 from runtime.config import Limits, PoolConfig
 from runtime.engine import Engine, get_engine
+from runtime.grants import import_grant
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
 from runtime.pool import Pool
 from runtime.result import HttpOutcome, LogLine, Result
@@ -25,6 +26,7 @@ __all__ = [
     "RuntimeUnavailable",
     "evaluate",
     "evaluate_sync",
+    "import_grant",
     "serve_http",
     "shutdown",
 ]

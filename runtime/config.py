@@ -74,8 +74,18 @@ class PoolConfig:
     deno_dir: str | None = None  # None: <work_dir>/deno-dir
     work_dir: str = field(default_factory=_default_work_dir)
 
-    # Where the platform serves vals as modules (loopback), e.g. "127.0.0.1:8000".
+    # Where this process's sandboxes import vals from, e.g. "127.0.0.1:8000": the
+    # platform's module host as this web process itself serves it. Each sandboxed
+    # process sends its own token there (DENO_AUTH_TOKENS), which the platform looks up
+    # with runtime.import_grant(token) to learn whom the evaluation runs for. Every
+    # fetch from it is made afresh (--reload), never served from the shared cache.
     module_host: str | None = None
+    # The same module host by another name, e.g. "localhost:8000", where no token is
+    # sent: Restricted Library Mode's Worker imports other users' vals from here, so
+    # it only ever sees public code. The main isolate may not import from it.
+    library_host: str | None = None
+    # The scheme both are reached with.
+    module_scheme: str = "http"
     import_hosts: tuple[str, ...] = DEFAULT_IMPORT_HOSTS
 
     # Host variables passed to Deno itself (never to vals: the harness deletes them

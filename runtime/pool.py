@@ -96,6 +96,8 @@ class Pool:
         on_call=None,
         mode="function",
         export="default",
+        import_grant=None,
+        library_worker=False,
     ):
         """Runs a val in a fresh sandboxed process and returns its Result.
 
@@ -106,6 +108,7 @@ class Pool:
         on_call(name, payload) (a coroutine function) answers the val's host calls.
         """
         job = self._job(code, url, args, env, mode, export)
+        job.update(self._imports(import_grant, library_worker))
         limits = self._checked(limits)
         process = await self._take_ready_process()
         try:
@@ -129,6 +132,8 @@ class Pool:
         on_log=None,
         on_call=None,
         export="default",
+        import_grant=None,
+        library_worker=False,
     ):
         """Serves one ASGI HTTP request with the val's warm process for `key`. Returns an HttpOutcome.
 
@@ -139,6 +144,7 @@ class Pool:
         """
         hash(key)  # fails early on a key that can't be one
         job = self._job(code, url, (), env, "http", export)
+        job.update(self._imports(import_grant, library_worker))
         limits = self._checked(limits)
         if (send is None) == (send_all is None):
             raise ValueError("give either send or send_all")
@@ -158,6 +164,19 @@ class Pool:
         if not 0 < limits.timeout_seconds <= self.config.max_timeout_seconds:
             raise ValueError(f"timeout_seconds must be between 0 and {self.config.max_timeout_seconds}")
         return limits
+
+    def _imports(self, import_grant, library_worker):
+        """The job's import fields: whom its imports are for (see runtime/grants.py), and
+        whether other users' vals may be loaded, in Restricted Library Mode's Worker."""
+        library = None
+        if self.config.library_host:
+            library = {
+                "host": self.config.library_host,
+                "scheme": self.config.module_scheme,
+                "workerImportHosts": sandbox.library_import_hosts(self.config),
+                "start": bool(library_worker),
+            }
+        return {"import_grant": import_grant, "library": library}
 
     @staticmethod
     def _job(code, url, args, env, mode, export):

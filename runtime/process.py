@@ -14,7 +14,7 @@ import socket
 import tempfile
 import time
 
-from runtime import protocol, sandbox
+from runtime import grants, protocol, sandbox
 from runtime.hostcalls import HostCalls, writer_for
 from runtime.result import (
     ERROR,
@@ -233,6 +233,7 @@ class DenoProcess:
         self.cwd = os.path.join(self.dir, "cwd")
         os.mkdir(self.cwd, 0o711)
         self.socket_path = os.path.join(self.dir, "control.sock")
+        self.import_token = grants.new_token()  # sent with its imports from the module host
         self.command = sandbox.sandbox_command(config, self.socket_path, denied_hosts, uid)
         self.proc = None
         self.frames = None
@@ -274,7 +275,7 @@ class DenoProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self.cwd,
-                env=sandbox.sandbox_environment(self.config),
+                env=sandbox.sandbox_environment(self.config, self.import_token),
                 start_new_session=True,  # keep terminal signals meant for the host away
             )
             self.exit_task = asyncio.ensure_future(self.proc.wait())
@@ -370,6 +371,7 @@ class DenoProcess:
         logs = self._logs = LogCollector(limits.max_log_bytes, on_log)
         self.frames.max_bytes = max(limits.max_result_bytes, limits.max_host_call_bytes) + FRAME_OVERHEAD_BYTES
         host_calls = HostCalls(on_call, limits, writer_for(self.writer))
+        job = self.take_import_grant(job)
         started = time.monotonic()
         try:
             self.writer.write(
@@ -548,7 +550,14 @@ class DenoProcess:
             self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
 
+    def take_import_grant(self, job):
+        """The job without its import grant, which now goes with this process's token."""
+        job = dict(job)
+        grants.grant(self.import_token, job.pop("import_grant", None))
+        return job
+
     def kill(self):
+        grants.revoke(self.import_token)
         if self.alive:
             try:
                 os.kill(self.proc.pid, signal.SIGKILL)
@@ -557,6 +566,7 @@ class DenoProcess:
 
     async def _close(self):
         self.kill()
+        grants.revoke(self.import_token)
         if self.proc:
             await self.proc.wait()
         if self.writer:

@@ -45,7 +45,8 @@ def new_nonce():
 
 
 def encode_job(
-    *, nonce, url, code, mode, export, args, env, max_log_bytes, max_host_call_bytes, response_window_bytes=0
+    *, nonce, url, code, mode, export, args, env, max_log_bytes, max_host_call_bytes, response_window_bytes=0,
+    library=None,
 ):
     job = {
         "type": "job",
@@ -59,6 +60,8 @@ def encode_job(
         "maxLogBytes": max_log_bytes,
         "maxHostCallBytes": max_host_call_bytes,
         "responseWindowBytes": response_window_bytes,
+        # Restricted Library Mode: {"host", "scheme", "workerImportHosts", "start": bool}.
+        "library": library,
     }
     return json.dumps(job).encode() + b"\n"
 

@@ -50,9 +50,10 @@ DENIED_IPV6_ADDRESSES = ("::1", "::")
 DENO_CACHE_DATABASES = ("dep_analysis_cache_v2", "node_analysis_cache_v2", "v8_code_cache_v2")
 
 
-def sandbox_environment(config):
+def sandbox_environment(config, import_token=None):
     """Deno's environment: a few variables it needs at start-up and nothing else of the
-    host's. The harness deletes all of them before user code runs."""
+    host's. The harness deletes all of them before user code runs (Deno has read them
+    by then). `import_token` is sent with every import from the module host."""
     environment = {
         "DENO_DIR": config.deno_dir_path,
         "NO_COLOR": "1",
@@ -61,6 +62,8 @@ def sandbox_environment(config):
         # Trust what the host trusts (e.g. a TLS-inspecting proxy's CA), and Mozilla's list.
         "DENO_TLS_CA_STORE": "system,mozilla",
     }
+    if import_token and config.module_host:
+        environment["DENO_AUTH_TOKENS"] = f"{import_token}@{config.module_host}"
     for name in config.deno_env_passthrough:
         if name in os.environ:
             environment[name] = os.environ[name]
@@ -137,9 +140,32 @@ def denied_hosts(config):
 
 def import_hosts(config):
     hosts = list(config.import_hosts)
+    if config.library_host:
+        hosts.insert(0, config.library_host)
     if config.module_host:
         hosts.insert(0, config.module_host)
     return hosts
+
+
+def library_import_hosts(config):
+    """Where Restricted Library Mode's Worker may import from: never the module host
+    that knows this process's token."""
+    hosts = list(config.import_hosts)
+    if config.library_host:
+        hosts.insert(0, config.library_host)
+    return hosts
+
+
+def reloaded_prefixes(config):
+    """URL prefixes Deno must fetch afresh on every import, never from its cache: vals
+    change at every save, and a private val cached for its owner must not be served
+    from the shared cache to anyone else. (Deno matches these as plain prefixes, and
+    one ending in "/" matches nothing.)"""
+    prefixes = []
+    for host in (config.module_host, config.library_host):
+        if host:
+            prefixes += [f"{config.module_scheme}://{host}/v", f"{config.module_scheme}://{host}/std"]
+    return prefixes
 
 
 def deno_command(config, socket_path, denied):
@@ -155,6 +181,9 @@ def deno_command(config, socket_path, denied):
         "--allow-net",
         "--deny-net=" + ",".join(denied),
         "--allow-import=" + ",".join(import_hosts(config)),
+        *(["--reload=" + ",".join(reloaded_prefixes(config))] if reloaded_prefixes(config) else []),
+        # Lets the harness start Restricted Library Mode's Worker with fewer permissions.
+        "--unstable-worker-options",
         # The harness sets the evaluation's secrets, and must delete everything else.
         "--allow-env",
         # Only to connect to the control socket; the harness revokes both at once.

@@ -91,6 +91,7 @@ class WarmProcess:
     def attach(self, process, lease, job):
         """Takes over a started process and sends it the val's job."""
         self.process, self.lease = process, lease
+        job = process.take_import_grant(job)
         process.send_raw_output_to(self)
         process.frames.max_bytes = self.config.default_limits.max_host_call_bytes + FRAME_OVERHEAD_BYTES
         self.send_encoded(

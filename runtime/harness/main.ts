@@ -7,6 +7,7 @@
 import { connectToHost } from "./channel.ts";
 import { loadTlsRoots, replaceEnvironment } from "./environment.ts";
 import { runEvaluation } from "./evaluation.ts";
+import { prepareLibraries } from "./library.ts";
 import { warmUp } from "./run.ts";
 
 const channel = await connectToHost(Deno.args[0]);
@@ -16,6 +17,7 @@ channel.send({ type: "ready" });
 const job = await channel.receiveJob();
 
 replaceEnvironment(job.env);
+await prepareLibraries(job);
 if (job.mode === "http") {
   // Loaded only here: http.ts needs node:async_hooks, which costs every process that
   // loads it about 10 ms and 4 MB, and evaluations don't need it.

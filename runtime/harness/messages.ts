@@ -26,6 +26,15 @@ export interface Job {
   maxHostCallBytes: number;
   /** HTTP: response bytes the harness may send ahead of the host's credit. */
   responseWindowBytes: number;
+  /** Restricted Library Mode (library.ts), or null when the platform has no library host. */
+  library: {
+    /** The module host by the name that sends no token; the main isolate loses it. */
+    host: string;
+    scheme: string;
+    workerImportHosts: string[];
+    /** Whether to start the Worker: the val imports another user's val. */
+    start: boolean;
+  } | null;
 }
 
 /** HTTP: a visitor's request, the start of an exchange. */
