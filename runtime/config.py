@@ -84,8 +84,8 @@ class PoolConfig:
     # sent: Restricted Library Mode's Worker imports other users' vals from here, so
     # it only ever sees public code. The main isolate may not import from it.
     library_host: str | None = None
-    # The scheme both are reached with.
     module_scheme: str = "http"
+    library_scheme: str = "http"
     import_hosts: tuple[str, ...] = DEFAULT_IMPORT_HOSTS
 
     # Host variables passed to Deno itself (never to vals: the harness deletes them

@@ -172,7 +172,6 @@ class Pool:
         if self.config.library_host:
             library = {
                 "host": self.config.library_host,
-                "scheme": self.config.module_scheme,
                 "workerImportHosts": sandbox.library_import_hosts(self.config),
                 "start": bool(library_worker),
             }

@@ -162,9 +162,9 @@ def reloaded_prefixes(config):
     from the shared cache to anyone else. (Deno matches these as plain prefixes, and
     one ending in "/" matches nothing.)"""
     prefixes = []
-    for host in (config.module_host, config.library_host):
+    for scheme, host in ((config.module_scheme, config.module_host), (config.library_scheme, config.library_host)):
         if host:
-            prefixes += [f"{config.module_scheme}://{host}/v", f"{config.module_scheme}://{host}/std"]
+            prefixes += [f"{scheme}://{host}/v", f"{scheme}://{host}/std"]
     return prefixes
 
 

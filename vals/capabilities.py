@@ -3,11 +3,13 @@
 Every call is authorised here from the evaluation's principal: nothing the val says
 about who it is, or whom it writes to, is trusted."""
 
+import re
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.mail import send_mail
 
-from vals import ratelimit
+from vals import blob, ratelimit
 
 MAX_SUBJECT = 300
 MAX_BODY = 200_000
@@ -46,15 +48,80 @@ def send_email(principal, payload):
 
 
 HANDLERS = {"email.send": send_email}
+HANDLERS.update(blob.HANDLERS)  # blob.get, blob.set, blob.delete, blob.list
 
 
-def host_call_handler(principal):
-    """An on_call for the runtime, bound to the evaluation's principal."""
+class ApiCalls:
+    """The api() allowance of one tree of evaluations: how deep this evaluation is (the
+    top one is 0), and how many calls the whole tree may still make."""
+
+    def __init__(self, depth=0, budget=None):
+        self.depth = depth
+        self.budget = budget if budget is not None else {"left": settings.API_MAX_CALLS_PER_EVALUATION}
+
+    def take(self):
+        if self.depth >= settings.API_MAX_DEPTH:
+            raise CapabilityError(
+                f"api() calls nest too deeply: at most {settings.API_MAX_DEPTH} levels of vals calling vals."
+            )
+        if self.budget["left"] <= 0:
+            raise CapabilityError(
+                f"too many api() calls: at most {settings.API_MAX_CALLS_PER_EVALUATION} for one evaluation, "
+                "counting the calls of the vals it calls."
+            )
+        self.budget["left"] -= 1
+        return ApiCalls(self.depth + 1, self.budget)
+
+
+API_VAL_NAME = re.compile(r"^@?(?P<username>[A-Za-z0-9_-]{1,150})[./](?P<name>[A-Za-z_][A-Za-z0-9_]{0,47})$")
+
+
+async def call_val_as_api(principal, payload, api_calls):
+    """api("bob.lib", ...args): runs bob's val as bob, as its own evaluation in bob's
+    tracing log, and returns its JSON result. Private vals only for their owner."""
+    from vals.evaluations import runner
+    from vals.evaluations.models import Evaluation
+    from vals.models import Val
+
+    if not isinstance(payload, dict) or not isinstance(payload.get("val"), str):
+        raise CapabilityError('api() takes a val\'s name, e.g. api("bob.lib", ...args).')
+    spelled = payload["val"]
+    args = payload.get("args", [])
+    if not isinstance(args, list):
+        raise CapabilityError("api()'s arguments must be a list of JSON values.")
+    match = API_VAL_NAME.match(spelled)
+    val = None
+    if match:
+        val = await Val.objects.named(match["username"], match["name"]).select_related("owner").afirst()
+    if val is None or (val.privacy == Val.Privacy.PRIVATE and (principal is None or principal.pk != val.owner_id)):
+        raise CapabilityError(f"api(): there is no val called {spelled!r} that you can call.")
+    allowance = api_calls.take()
+    evaluation = await runner.start(
+        val.owner, val, args, trigger=Evaluation.Trigger.API, api_calls=allowance, limit_running=False
+    )
+    await runner.wait_for(evaluation.pk)
+    evaluation = await Evaluation.objects.aget(pk=evaluation.pk)
+    if evaluation.status != Evaluation.Status.SUCCESS:
+        error = evaluation.error or {}
+        detail = f"{error.get('name', 'Error')}: {error.get('message', '')}" if error else evaluation.status
+        raise CapabilityError(f"api({spelled!r}) failed ({evaluation.status}): {detail}")
+    result = evaluation.result or {}
+    return result.get("value") if result.get("type") == "json" else None
+
+
+def host_call_handler(principal, api_calls=None):
+    """An on_call for the runtime, bound to the evaluation's principal (None for an
+    anonymous /v1/eval, which may only call public vals' APIs)."""
+    api_calls = api_calls or ApiCalls()
 
     async def on_call(name, payload):
+        if name == "api.call":
+            return await call_val_as_api(principal, payload, api_calls)
         handler = HANDLERS.get(name)
         if handler is None:
             raise CapabilityError(f"There is no host capability called {name!r}.")
+        if principal is None:
+            raise CapabilityError(f"{name.split('.')[0]} needs a signed-in user: this evaluation runs without one.")
         return await sync_to_async(handler)(principal, payload)
 
     return on_call

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from vals import email_views, views
+from vals import blob_views, email_views, module_host, views
 
 VAL = r"(?P<username>[A-Za-z0-9_-]+)/(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 
@@ -8,7 +8,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("new", views.new_val, name="new_val"),
     re_path(r"^std/(?P<name>[a-z]+)(?:\.ts)?$", views.std_module, name="std_module"),
-    re_path(rf"^v/{VAL}\.ts$", views.val_raw, name="val_raw"),
+    re_path(rf"^v/{VAL}\.ts$", module_host.val_module, name="val_raw"),
     re_path(rf"^v/{VAL}$", views.val_page, name="val"),
     re_path(rf"^v/{VAL}/history$", views.val_history, name="val_history"),
     re_path(rf"^v/{VAL}/diff$", views.val_diff, name="val_diff"),
@@ -18,5 +18,7 @@ urlpatterns = [
     path("vals/<int:val_id>/fork", views.val_fork, name="val_fork"),
     path("vals/<int:val_id>/like", views.val_like, name="val_like"),
     path("email/inbound", email_views.inbound_email, name="inbound_email"),
+    path("settings/blobs", blob_views.blobs_page, name="blobs"),
+    path("settings/blobs/<int:blob_id>/delete", blob_views.delete_blob, name="delete_blob"),
     path("vals/<int:val_id>/schedule", views.val_schedule, name="val_schedule"),
 ]

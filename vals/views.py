@@ -116,17 +116,6 @@ def val_page(request, username, name):
     return render(request, "vals/val.html", context)
 
 
-@require_GET
-def val_raw(request, username, name):
-    val = _get_val_for_viewer(request, username, name)
-    version = _requested_version(request, val)
-    code = version.code if version else val.code
-    response = HttpResponse(code, content_type="application/typescript; charset=utf-8")
-    # A pinned version never changes; the latest may change at any save.
-    response["Cache-Control"] = "public, max-age=31536000, immutable" if version else "no-cache"
-    return response
-
-
 @login_required
 @require_POST
 def val_save(request, val_id):

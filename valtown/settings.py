@@ -5,6 +5,7 @@ DATABASE_URL switches to PostgreSQL, REDIS_URL to the Redis channel layer.
 """
 
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -77,6 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "valtown.middleware.ContentSecurityPolicyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -171,9 +173,48 @@ SERVE_STATIC = env_bool("SERVE_STATIC", True)
 # Secrets: Fernet keys, newest first. The development default derives one from SECRET_KEY.
 SECRETS_KEYS = env_list("SECRETS_KEYS")
 
-# Vals import the platform's modules (/std/email.ts, later other vals) from this host,
-# on loopback; Deno may import from it but never fetch it.
-RUNTIME_MODULE_HOST = env_str("RUNTIME_MODULE_HOST", urlparse(SITE_ROOT).netloc)
+# std/blob: each user's key-value store (vals/blob.py). Values are files in the "blobs"
+# storage: the folder BLOB_ROOT by default; BLOB_STORAGE_BACKEND (e.g.
+# "storages.backends.s3.S3Storage") with BLOB_STORAGE_OPTIONS (JSON, e.g. {"bucket_name": ...})
+# points it at S3 or similar.
+BLOB_ROOT = env_str("BLOB_ROOT", str(BASE_DIR / "var" / "blobs"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "blobs": {
+        "BACKEND": env_str("BLOB_STORAGE_BACKEND", "django.core.files.storage.FileSystemStorage"),
+        "OPTIONS": json.loads(env_str("BLOB_STORAGE_OPTIONS") or "null") or {"location": BLOB_ROOT},
+    },
+}
+BLOB_QUOTA_BYTES = env_int("BLOB_QUOTA_BYTES", 50 * 1024 * 1024)
+BLOB_MAX_KEYS = env_int("BLOB_MAX_KEYS", 100_000)
+# Characters. Keep it under about 600 on PostgreSQL (its unique index's entry limit).
+BLOB_MAX_KEY_LENGTH = env_int("BLOB_MAX_KEY_LENGTH", 512)
+# Values travel as base64 in one host call, capped at RUNTIME_MAX_HOST_CALL_BYTES (1 MB of
+# JSON by default): 4/3 of this plus the key must fit.
+BLOB_MAX_VALUE_BYTES = env_int("BLOB_MAX_VALUE_BYTES", 700_000)
+
+# The module host (vals/module_host.py): vals import vals and /std/ modules from it.
+# Sandboxes reach it at RUNTIME_MODULE_HOST: this very web process, on loopback, by a
+# name that gets each sandbox's import token, so it can serve a val's owner their
+# private vals. RUNTIME_LIBRARY_HOST is the public name (SITE_ROOT's), where no token
+# goes: Restricted Library Mode loads other users' vals from it. They must differ.
+# With several web processes, give each its own RUNTIME_MODULE_HOST (see Procfile).
+_site = urlparse(SITE_ROOT)
+_loopback_default = f"127.0.0.1:{_site.port or 8000}" if _site.hostname in ("localhost", "127.0.0.1") else "127.0.0.1:8000"
+RUNTIME_MODULE_HOST = env_str("RUNTIME_MODULE_HOST", _loopback_default)
+RUNTIME_MODULE_SCHEME = "http"
+RUNTIME_LIBRARY_HOST = env_str("RUNTIME_LIBRARY_HOST", "localhost:" + str(_site.port or 8000) if _site.hostname == "127.0.0.1" else _site.netloc)
+RUNTIME_LIBRARY_SCHEME = env_str("RUNTIME_LIBRARY_SCHEME", _site.scheme or "http")
+# Deno processes kept started for evaluations: also how many run at once. A val waiting
+# on api() holds its process while the val it called runs, so a chain of api() calls
+# API_MAX_DEPTH deep needs API_MAX_DEPTH + 1 of them.
+RUNTIME_POOL_SIZE = env_int("RUNTIME_POOL_SIZE", 4)
+# api(): how deep api calls may nest, and how many one top-level evaluation may make in all.
+API_MAX_DEPTH = env_int("API_MAX_DEPTH", 3)
+API_MAX_CALLS_PER_EVALUATION = env_int("API_MAX_CALLS_PER_EVALUATION", 20)
+# /v1/eval without a token: no secrets, and a stricter rate limit than API_RATE_LIMIT_PER_IP.
+ANONYMOUS_EVAL_RATE_LIMIT_PER_IP = env_int("ANONYMOUS_EVAL_RATE_LIMIT_PER_IP", 10)
 
 # Vals
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 * 1024)
@@ -227,6 +268,56 @@ SCHEDULER_TICK_SECONDS = env_float("SCHEDULER_TICK_SECONDS", 5)
 SCHEDULER_HOUSEKEEPING_SECONDS = env_int("SCHEDULER_HOUSEKEEPING_SECONDS", 600)
 # Cron runs started per tick at most; the rest start on the next tick.
 SCHEDULER_BATCH = env_int("SCHEDULER_BATCH", 50)
+
+# --- Web security: HTTPS, cookies, headers (docs/deploy.md) ---------------------------
+# HTTPS is on when SITE_ROOT is https:// (override with HTTPS=false|true). Then cookies are
+# Secure, plain HTTP is redirected, and browsers are told to use HTTPS only (HSTS).
+HTTPS = env_bool("HTTPS", SITE_ROOT.startswith("https://"))
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Behind nginx, which sets X-Forwarded-Proto; never set this when clients reach daphne directly.
+if env_bool("BEHIND_PROXY"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Sessions live in the database, shared by every process and machine (never process memory).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = HTTPS
+SESSION_COOKIE_HTTPONLY = CSRF_COOKIE_HTTPONLY = True  # pages carry the CSRF token; no script reads the cookie
+SESSION_COOKIE_SAMESITE = CSRF_COOKIE_SAMESITE = "Lax"
+if HTTPS:
+    # __Host- cookies must be Secure, host-only and Path=/: a browser refuses them from any
+    # other host, so an HTTP val on a sibling subdomain can't plant a session or CSRF cookie.
+    SESSION_COOKIE_NAME = "__Host-sessionid"
+    CSRF_COOKIE_NAME = "__Host-csrftoken"
+CSRF_TRUSTED_ORIGINS = [f"{urlparse(SITE_ROOT).scheme}://{urlparse(SITE_ROOT).netloc}", *env_list("CSRF_TRUSTED_ORIGINS")]
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+# Every app page gets this Content-Security-Policy (valtown/middleware.py adds frame-src for
+# HTTP vals' origins). HTTP vals are served before Django, so it never reaches them.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "img-src": ["'self'", "data:", "https:"],  # readmes may show images from anywhere
+    "connect-src": ["'self'"],  # the live-log websocket is same-origin
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
+# Sign-in throttling (allauth, counted in the cache: Redis when REDIS_URL is set).
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    # 5 wrong passwords for one account in 5 minutes, or 10 a minute from one address.
+    "login_failed": "10/m/ip,5/300s/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+    "reset_password_from_key": "20/m/ip",
+    "change_password": "5/m/user",
+}
 
 # Test-only speedups go at the bottom.
 # VALTOWN_TESTING is set for servers that tests start (tests/live.py), so they share the hashers.

@@ -30,7 +30,6 @@ export interface Job {
   library: {
     /** The module host by the name that sends no token; the main isolate loses it. */
     host: string;
-    scheme: string;
     workerImportHosts: string[];
     /** Whether to start the Worker: the val imports another user's val. */
     start: boolean;
@@ -95,4 +94,5 @@ export type GuestMessage =
   | { type: "head"; request: number; status: number; headers: [string, string][] }
   | { type: "chunk"; request: number; data: string }
   | { type: "end"; request: number }
+  | { type: "response"; request: number; status: number; headers: [string, string][]; data: string }
   | { type: "fail"; request: number; error: ErrorInfo };

@@ -11,6 +11,8 @@ from django.utils import timezone
 import runtime
 from accounts.secrets.models import Redactor, Secret
 from vals.capabilities import host_call_handler
+from vals.imports import point_imports_at_module_host
+from vals.module_host import needs_library_worker, principal_for_evaluation
 from vals.evaluations.live import LiveLog
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.storable import recorded_error, storable
@@ -33,10 +35,11 @@ class TooManyRuns(Exception):
 INTERACTIVE = (Evaluation.Trigger.RUN, Evaluation.Trigger.API)
 
 
-async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=None):
+async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=None, api_calls=None, limit_running=True):
     """Record a new evaluation of val (its latest version, or `version`) and start it
-    in the background on this event loop."""
-    if trigger in INTERACTIVE:
+    in the background on this event loop. `api_calls` is the api() allowance of the
+    evaluation that called this one through api(), if any."""
+    if trigger in INTERACTIVE and limit_running:
         running = await Evaluation.objects.running().filter(principal=principal, trigger__in=INTERACTIVE).acount()
         limit = settings.EVALUATION_MAX_RUNNING_PER_USER
         if running >= limit:
@@ -49,7 +52,7 @@ async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=No
         args=args,
         runner=RUNNER,
     )
-    task = asyncio.get_running_loop().create_task(run(evaluation.pk))
+    task = asyncio.get_running_loop().create_task(run(evaluation.pk, api_calls))
     _tasks[evaluation.pk] = task
     task.add_done_callback(lambda _: _tasks.pop(evaluation.pk, None))
     return evaluation
@@ -72,21 +75,24 @@ def _code_of(evaluation):
     return evaluation.val.versions.get(number=evaluation.val_version).code
 
 
-async def run(evaluation_id):
+async def run(evaluation_id, api_calls=None):
     evaluation = await Evaluation.objects.select_related("val", "principal").aget(pk=evaluation_id)
     code = await sync_to_async(_code_of)(evaluation)
+    library_worker = await sync_to_async(needs_library_worker)(code, evaluation.principal_id)
     env = await sync_to_async(Secret.objects.filter(owner_id=evaluation.principal_id).environment)()
     redactor = Redactor(env.values())
     live = LiveLog(evaluation, redactor)
     try:
         result = await runtime.evaluate(
-            code=code,
+            code=point_imports_at_module_host(code),
             mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
             args=evaluation.args,
             env=env,
             limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
             on_log=live.add,
-            on_call=host_call_handler(evaluation.principal),
+            on_call=host_call_handler(evaluation.principal, api_calls),
+            import_grant=principal_for_evaluation(evaluation.principal),
+            library_worker=library_worker,
         )
         fields = result_fields(result, redactor)
     except Exception as error:

@@ -1,0 +1,113 @@
+"""The module host: every val is an ES module at /v/<username>/<valname>.ts (the latest
+version) and /v/<username>/<valname>.ts?v=N (pinned, immutable).
+
+Who is asking decides what is served:
+- a sandboxed evaluation, known by its process's import token (runtime.import_grant),
+  gets its principal's own vals as they are, private ones included, and another
+  user's public val as a stub that runs it in Restricted Library Mode;
+- anyone else (a browser, `deno run` on any machine, the Worker of Restricted Library
+  Mode, which never has a token) gets public and unlisted vals' code, and the owner
+  signed in to the site gets their private ones too.
+A private val the asker may not see is the same 404 as a val that doesn't exist.
+"""
+
+import re
+
+from django.http import Http404, HttpResponse
+from django.views.decorators.http import require_GET
+
+import runtime
+from vals import imports
+from vals.models import Val, ValVersion
+
+TYPESCRIPT = "application/typescript; charset=utf-8"
+BEARER = re.compile(r"Bearer\s+(\S+)")
+
+
+def sandbox_principal(request):
+    """(True, principal id or None) for a request from a sandbox running a job, else (False, None)."""
+    match = BEARER.fullmatch(request.headers.get("Authorization", "").strip())
+    grant = runtime.import_grant(match.group(1)) if match else None
+    if grant is None:
+        return False, None
+    return True, grant.get("principal_id")
+
+
+def principal_for_evaluation(principal):
+    """The import grant an evaluation made as `principal` (a user, or None) runs with."""
+    return {"principal_id": principal.pk if principal is not None else None}
+
+
+def _version(val, request):
+    number = request.GET.get("v")
+    if number in (None, ""):
+        return val.versions.get(number=val.version)
+    if not number.isdigit():
+        raise Http404("No such version.")
+    try:
+        return val.version_numbered(int(number))
+    except ValVersion.DoesNotExist:
+        raise Http404("No such version.") from None
+
+
+def resolve_star_exports(specifier):
+    """The code an `export * from "<specifier>"` refers to, when it's a public val."""
+    found = imports.imported_vals(f'export * from "{specifier}"')
+    if not found:
+        return None
+    username, name, number = found[0]
+    val = Val.objects.named(username, name).exclude(privacy=Val.Privacy.PRIVATE).first()
+    if val is None:
+        return None
+    version = val.versions.filter(number=val.version if number is None else number).first()
+    return version.code if version else None
+
+
+@require_GET
+def val_module(request, username, name):
+    from_sandbox, principal_id = sandbox_principal(request)
+    if not from_sandbox and request.user.is_authenticated:
+        principal_id = request.user.pk
+    val = Val.objects.named(username, name).select_related("owner").first()
+    if val is None or (val.privacy == Val.Privacy.PRIVATE and val.owner_id != principal_id):
+        raise Http404("No such val.")
+    version = _version(val, request)
+    pinned = "v" in request.GET
+    if from_sandbox and val.owner_id != principal_id:
+        # Pinned to what is latest now, so the Worker loads exactly the code described here.
+        url = f"{imports.library_root()}/v/{val.owner.username}/{val.name}.ts?v={version.number}"
+        names = imports.export_names(version.code, resolve_star=resolve_star_exports)
+        response = HttpResponse(imports.library_stub(url, names), content_type=TYPESCRIPT)
+        response["Cache-Control"] = "no-store"
+        return response
+    code = imports.point_imports_at_module_host(version.code) if from_sandbox else version.code
+    response = HttpResponse(code, content_type=TYPESCRIPT)
+    if from_sandbox or val.privacy == Val.Privacy.PRIVATE:
+        response["Cache-Control"] = "private, no-store"
+    else:
+        # A pinned version never changes; the latest may change at any save.
+        response["Cache-Control"] = "public, max-age=31536000, immutable" if pinned else "no-cache"
+    return response
+
+
+def needs_library_worker(code, principal_id, limit=100):
+    """Whether running `code` for principal_id imports another user's val, directly or
+    through the principal's own vals (so Restricted Library Mode's Worker must start)."""
+    seen = set()
+    pending = list(imports.imported_vals(code))
+    while pending and len(seen) < limit:
+        username, name, number = pending.pop()
+        if (username.lower(), name.lower(), number) in seen:
+            continue
+        seen.add((username.lower(), name.lower(), number))
+        val = Val.objects.named(username, name).only("id", "owner_id", "privacy", "version").first()
+        if val is None:
+            continue
+        if val.owner_id != principal_id:
+            if val.privacy != Val.Privacy.PRIVATE:
+                return True
+            continue
+        version = val.versions.filter(number=val.version if number is None else number).only("code").first()
+        if version is not None:
+            pending.extend(imports.imported_vals(version.code))
+    return False
