@@ -354,3 +354,7 @@ class Like(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint("val", "user", name="one_like_per_user")]
+
+
+# Imported so that Django sees the model; it lives with the rest of std/blob.
+from vals.blob import Blob  # noqa: E402, F401
