@@ -231,6 +231,15 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# --- Scale-out: surviving a Redis restart (tests/scale/test_faults.py) ---
+if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    # After Redis restarts, each pooled connection fails on its next use: retry once, on
+    # a fresh connection, so live logs resume at once instead of failing a websocket.
+    CHANNEL_LAYERS["default"]["CONFIG"]["hosts"] = [{"address": REDIS_URL, "retry": Retry(NoBackoff(), 1)}]
+
 # Evaluations
 EVALUATION_TIMEOUT_SECONDS = env_int("EVALUATION_TIMEOUT_SECONDS", 10)
 # No evaluation may run longer than this, whatever its trigger: past it, a running

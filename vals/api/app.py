@@ -382,3 +382,10 @@ def delete_secret(request, name: str):
 
 
 __all__ = ["api", "Error", "bad_request"]
+
+
+# --- Running code and vals over HTTP (vals/api/running.py) -----------------------------
+
+from vals.api.running import router as running_router  # noqa: E402
+
+api.add_router("", running_router)

@@ -120,3 +120,38 @@ def result_fields(result, redactor):
         "kill_reason": result.kill_reason or "",
         "peak_memory_bytes": result.peak_memory_bytes,
     }
+
+
+# A module (it imports or exports something) rather than a bare expression.
+IS_MODULE = re.compile(r"^\s*(?:import|export)\b", re.M)
+
+
+def code_to_evaluate(code):
+    """/v1/eval's code as a module: a module as it is, an expression as the default
+    export of a function, so that its value is the result."""
+    if IS_MODULE.search(code):
+        return code
+    return f"export default async () => (\n{code.strip().rstrip(';')}\n);\n"
+
+
+async def evaluate_code(principal, code, args):
+    """Evaluates code that is not a saved val (/v1/eval) as principal (None: anonymous,
+    without secrets). Returns (Result, Redactor). Nothing is recorded in a trace."""
+    code = code_to_evaluate(code)
+    principal_id = principal.pk if principal is not None else None
+    library_worker = await sync_to_async(needs_library_worker)(code, principal_id)
+    env = {}
+    if principal is not None:
+        env = await sync_to_async(Secret.objects.filter(owner_id=principal_id).environment)()
+    redactor = Redactor(env.values())
+    result = await runtime.evaluate(
+        code=point_imports_at_module_host(code),
+        mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
+        args=args,
+        env=env,
+        limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
+        on_call=host_call_handler(principal),
+        import_grant=principal_for_evaluation(principal),
+        library_worker=library_worker,
+    )
+    return result, redactor
