@@ -250,3 +250,21 @@ def test_a_public_val_url_works_from_a_plain_deno_run(server, tmp_path):
     )
     assert completed.stdout.strip() == "HELLO!", completed.stderr
 
+
+
+def test_an_http_val_imports_its_owners_vals_and_other_users_vals_in_library_mode(server):
+    alice, bob = make_user("alice"), make_user("bob")
+    Secret.put(alice, "ALICE_SECRET", "alice-s3cret-value")
+    make_val(alice, name="layout", code="export const page = (body: string) => `<main>${body}</main>`;\n", privacy=Val.Privacy.PRIVATE)
+    make_val(bob, name="shout", code="export const shout = (text: string) => text.toUpperCase() + (Deno.env.get('ALICE_SECRET') ?? '');\n")
+    make_val(
+        alice,
+        name="site",
+        type=Val.Type.HTTP,
+        code="""import { page } from "/v/alice/layout.ts";
+import { shout } from "/v/bob/shout.ts";
+export default async (req: Request) => new Response(page(await shout("hello")));
+""",
+    )
+    response = httpx.get(f"http://127.0.0.1:{server.port}/", headers={"Host": f"alice-site.web.localhost:{server.port}"}, timeout=30)
+    assert (response.status_code, response.text) == (200, "<main>HELLO</main>"), server.output()[-2000:]

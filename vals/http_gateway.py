@@ -14,6 +14,8 @@ from django.utils import timezone
 import runtime
 from accounts.secrets.models import Redactor, Secret
 from vals.capabilities import host_call_handler
+from vals.imports import point_imports_at_module_host
+from vals.module_host import needs_library_worker
 from vals.evaluations.batch import writer
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.storable import RecordedLogs, recorded_error
@@ -96,9 +98,13 @@ async def serve(scope, receive, send):
     started_at = timezone.now()
     clock = time.monotonic()
     scope = {**scope, "headers": without_app_cookies(scope.get("headers", []))}
+    # Vals it imports: only code that mentions /v/ can import one (see vals/imports.py).
+    library_worker = "/v/" in code and await sync_to_async(needs_library_worker)(code, val.owner_id)
     outcome = await runtime.serve_http(
         ("val", val.pk, val.version, val.owner_id),
-        code=code,
+        code=point_imports_at_module_host(code) if "/" in code else code,
+        import_grant={"principal_id": val.owner_id},
+        library_worker=library_worker,
         env=env,
         scope=scope,
         receive=receive,
