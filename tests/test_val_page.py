@@ -253,3 +253,17 @@ def test_search_results_are_paginated_keeping_the_query(anonymous_client, alice)
     assert "Page 1 of 2" in first and "?q=zebra&page=2" in first
     second = anonymous_client.get("/", {"q": "zebra", "page": 2}).content.decode()
     assert second.count('class="val-card"') == 2
+
+
+def test_the_val_page_lists_what_a_val_imports_and_what_uses_it(alice, bob, anonymous_client):
+    lib = make_val(bob, name="lib", code="export const x = 1;\n")
+    make_val(alice, name="app", code='import { x } from "/v/bob/lib.ts?v=0";\nexport default () => x;\n')
+    make_val(alice, name="hidden_app", code='import { x } from "/v/bob/lib.ts";\n', privacy="private")
+
+    app_page = anonymous_client.get("/v/alice/app").content.decode()
+    assert "Imports" in app_page and 'href="/v/bob/lib"' in app_page and "v0" in app_page
+
+    lib_page = anonymous_client.get("/v/bob/lib").content.decode()
+    assert "Used by" in lib_page and 'href="/v/alice/app"' in lib_page
+    assert "hidden_app" not in lib_page
+    assert f"{lib.import_url}?v=0" in lib_page

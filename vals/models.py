@@ -299,6 +299,39 @@ class Val(models.Model):
         return settings.SITE_ROOT.rstrip("/") + self.raw_url
 
     @property
+    def pinned_import_url(self):
+        """The import URL of the latest version as it is now: it never changes."""
+        return f"{self.import_url}?v={self.version}"
+
+    # Imports
+
+    def imports_visible_to(self, user):
+        """(val, pinned version or None) for each val this one's code imports that user may see."""
+        from vals.imports import imported_vals
+
+        found = []
+        for username, name, version in imported_vals(self.code):
+            val = Val.objects.named(username, name).select_related("owner").first()
+            if val is not None and val.is_visible_to(user):
+                found.append((val, version))
+        return found
+
+    def used_by_visible_to(self, user, limit=50):
+        """Vals whose latest code imports this one, among those user may list."""
+        from vals.imports import imported_vals
+
+        me = (self.owner.username.lower(), self.name.lower())
+        candidates = (
+            Val.objects.listed_for(user)
+            .filter(code__icontains=f"/v/{self.owner.username}/{self.name}.ts")
+            .exclude(pk=self.pk)
+            .select_related("owner")
+            .newest()[: limit * 2]
+        )
+        found = [val for val in candidates if me in {(u.lower(), n.lower()) for u, n, _ in imported_vals(val.code)}]
+        return found[:limit]
+
+    @property
     def endpoint_url(self):
         """Where an HTTP val is served: its own origin, never the app's."""
         host = f"{self.owner.username}-{self.name}".lower()

@@ -98,6 +98,8 @@ def _val_page_context(request, val, old_version=None, form=None):
         "fork_count": forks.count(),
         "parent_visible": val.forked_from is not None and val.forked_from.is_visible_to(request.user),
         "takes_args": default_export_is_a_function(val.code),
+        "imports": val.imports_visible_to(request.user),
+        "used_by": val.used_by_visible_to(request.user),
         **_cron_context(request, val),
     }
 
