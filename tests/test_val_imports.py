@@ -268,3 +268,34 @@ export default async (req: Request) => new Response(page(await shout("hello")));
     )
     response = httpx.get(f"http://127.0.0.1:{server.port}/", headers={"Host": f"alice-site.web.localhost:{server.port}"}, timeout=30)
     assert (response.status_code, response.text) == (200, "<main>HELLO</main>"), server.output()[-2000:]
+
+
+def npm_reachable():
+    import socket
+
+    try:
+        socket.create_connection(("registry.npmjs.org", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not npm_reachable(), reason="the npm registry is not reachable from here")
+def test_npm_packages_work_in_vals_and_in_libraries_and_are_cached_once(server):
+    import os
+
+    from runtime.config import PoolConfig
+
+    alice, bob = make_user("alice"), make_user("bob")
+    make_val(bob, name="numbers", code="import isNumber from 'npm:is-number@7.0.0';\nexport const check = (x: unknown) => isNumber(x);\n")
+    app = make_val(
+        alice,
+        name="app",
+        code="""import isNumber from "npm:is-number@7.0.0";
+import { check } from "/v/bob/numbers.ts";
+export default async () => [isNumber(5), isNumber("x"), await check(7)];
+""",
+    )
+    assert value_of(server, alice, app) == [True, False, True]
+    assert os.path.isdir(os.path.join(PoolConfig().deno_dir_path, "npm", "registry.npmjs.org", "is-number", "7.0.0"))
+    assert value_of(server, alice, app) == [True, False, True]
