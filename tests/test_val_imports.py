@@ -299,3 +299,11 @@ export default async () => [isNumber(5), isNumber("x"), await check(7)];
     assert value_of(server, alice, app) == [True, False, True]
     assert os.path.isdir(os.path.join(PoolConfig().deno_dir_path, "npm", "registry.npmjs.org", "is-number", "7.0.0"))
     assert value_of(server, alice, app) == [True, False, True]
+
+
+def test_the_module_host_and_the_library_host_must_differ(settings):
+    from vals.apps import check_module_hosts
+
+    assert check_module_hosts(None) == []
+    settings.RUNTIME_LIBRARY_HOST = settings.RUNTIME_MODULE_HOST
+    assert [error.id for error in check_module_hosts(None)] == ["vals.E001"]
