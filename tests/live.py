@@ -29,8 +29,9 @@ def database_url_for_tests():
 
 
 class LiveServer:
-    def __init__(self, extra_env=None):
-        self.port = free_port()
+    def __init__(self, extra_env=None, port=None):
+        # A given port lets a test restart "the same" server after stopping or killing it.
+        self.port = port or free_port()
         self.url = f"http://localhost:{self.port}"
         env = {
             **os.environ,
@@ -75,3 +76,82 @@ class LiveServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
         self.log.close()
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def kill(self):
+        """SIGKILL, as a crash or the OOM killer would: no shutdown code runs."""
+        self.process.kill()
+        self.process.wait(timeout=10)
+        self.log.close()
+
+
+class SchedulerProcess:
+    """`manage.py runscheduler` on the test database, as its own process."""
+
+    def __init__(self, extra_env=None):
+        env = {
+            **os.environ,
+            "DATABASE_URL": database_url_for_tests(),
+            "PYTHONUNBUFFERED": "1",
+            "VALTOWN_TESTING": "1",
+            **(extra_env or {}),
+        }
+        self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"valtown-scheduler-{os.getpid()}-{id(self)}.log", "w+")
+        self.process = subprocess.Popen(
+            [sys.executable, "manage.py", "runscheduler"], cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
+        self.wait_for_output("Scheduler running.")
+
+    @property
+    def pid(self):
+        return self.process.pid
+
+    def wait_for_output(self, text, timeout=30):
+        deadline = time.monotonic() + timeout
+        while text not in self.output():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the scheduler never said {text!r}:\n{self.output()}")
+            time.sleep(0.05)
+
+    def output(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.close()
+
+    def kill(self):
+        self.process.kill()
+        self.process.wait(timeout=10)
+
+
+def child_pids(pid):
+    """The processes whose parent is pid (a server's or scheduler's Deno processes)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                children.append(int(entry.name))
+    return children
+
+
+def rss_bytes(pid):
+    """A process's resident memory now (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0

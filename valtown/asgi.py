@@ -50,6 +50,40 @@ def _start_embedded_scheduler():
 _interrupt_abandoned_evaluations()
 _start_embedded_scheduler()
 
+
+def _finish_on_shutdown():
+    """Under daphne, when the server stops (SIGTERM, a deploy): write the HTTP-val records
+    still waiting in their batch, and mark the evaluations this process was running as
+    interrupted, as their Deno processes end with it. Found by tests/scale/test_faults.py."""
+    import sys
+
+    reactor = sys.modules.get("twisted.internet.reactor")
+    if reactor is None:
+        return
+
+    async def finish():
+        from django.utils import timezone
+
+        from vals.evaluations.batch import writer
+        from vals.evaluations.models import RUNNER, Evaluation
+
+        await writer.drain()
+        await Evaluation.objects.running().filter(runner=RUNNER).aupdate(
+            status=Evaluation.Status.INTERRUPTED, kill_reason="interrupted: the server stopped while it ran", finished_at=timezone.now()
+        )
+
+    def before_shutdown():
+        import asyncio
+
+        from twisted.internet.defer import Deferred
+
+        return Deferred.fromFuture(asyncio.ensure_future(finish()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+
+
+_finish_on_shutdown()
+
 from vals.evaluations.ws_auth import TokenOrSessionAuth  # noqa: E402
 from vals.http_gateway import HttpValRouter  # noqa: E402
 

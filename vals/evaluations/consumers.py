@@ -67,6 +67,11 @@ class EvaluationLogConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(0.3)
             await self.catch_up()
 
+    async def evaluation_stored(self, event):
+        """Lines reached the database: fetch any published before this socket joined."""
+        if not self.done and event["count"] > self.next_seq:
+            await self.catch_up()
+
     async def evaluation_finished(self, event):
         if not self.done:
             await self.catch_up()

@@ -40,7 +40,13 @@ class LiveLog:
 
     async def _send_forever(self):
         while True:
-            line = await self._queue.get()
+            try:
+                line = await asyncio.wait_for(self._queue.get(), timeout=FLUSH_EVERY_SECONDS)
+            except asyncio.TimeoutError:
+                # A quiet spell: store what came before it, for a subscriber who joined
+                # after those lines were published.
+                await self._flush()
+                continue
             if line is None:
                 return
             await self.publish({"type": "evaluation.log", "line": line})
@@ -54,6 +60,12 @@ class LiveLog:
         snapshot = list(self.lines)
         await type(self.evaluation).objects.filter(pk=self.evaluation.pk).aupdate(logs=snapshot)
         self._flushed = len(snapshot)
+        try:
+            # Subscribers read the database when they join: this tells one that joined
+            # before this write that there may be lines it had from neither path.
+            await self.layer.group_send(self.evaluation.group_name, {"type": "evaluation.stored", "count": len(snapshot)})
+        except Exception:
+            logger.warning("Could not publish to %s", self.evaluation.group_name, exc_info=True)
 
     async def publish(self, message):
         try:
