@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-postgres bench install migrate demo clean
+.PHONY: run test test-postgres bench stress install migrate demo clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ test: install
 
 bench: install
 	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# 60 s of many clients against a real server (tests/scale/test_load.py); the figures go
+# to bench/README.md's "Stress" section. The suite runs the same test for 10 s.
+stress: install
+	STRESS_SECONDS=60 STRESS_REPORT=bench/README.md $(BIN)/python -m pytest -m stress tests/scale -q -s $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
