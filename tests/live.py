@@ -29,8 +29,9 @@ def database_url_for_tests():
 
 
 class LiveServer:
-    def __init__(self, extra_env=None, port=None):
+    def __init__(self, extra_env=None, port=None, command_prefix=()):
         # A given port lets a test restart "the same" server after stopping or killing it.
+        # command_prefix wraps the server's command line (it must exec its arguments).
         self.port = port or free_port()
         self.url = f"http://localhost:{self.port}"
         env = {
@@ -44,7 +45,7 @@ class LiveServer:
         }
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"valtown-live-{self.port}.log", "w+")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "valtown.asgi:application"],
+            [*command_prefix, sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "valtown.asgi:application"],
             cwd=ROOT,
             env=env,
             stdout=self.log,

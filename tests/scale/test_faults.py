@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +19,7 @@ from django.utils import timezone
 from tests.factory import make_user, make_val
 from tests.live import LiveServer, SchedulerProcess, child_pids, free_port
 from tests.scale.helpers import Visitor, read_log, streamed_live, val_host, wait_until
+from vals.blob import Blob
 from vals.evaluations.models import Evaluation
 from vals.models import Val
 
@@ -260,3 +262,47 @@ def test_losing_redis_briefly_loses_no_evaluation_and_live_logs_resume():
         for server in servers:
             server.stop()
         redis.kill()
+
+
+# --- A full disk under std/blob ------------------------------------------------------
+
+FILLS_THE_DISK = """\
+import { blob } from "/std/blob.ts";
+
+export default async () => {
+  const attempt = async (f) => { try { await f(); return "ok"; } catch (error) { return error.message; } };
+  const value = "x".repeat(150_000);
+  const writes = [];
+  for (let i = 0; i < 5; i++) writes.push(await attempt(() => blob.set(`part${i}`, value)));
+  const kept = (await blob.list()).map((b) => b.key);
+  await blob.delete("part0");
+  const afterDelete = await attempt(() => blob.set("again", value));
+  return { writes, kept, afterDelete, read: (await blob.get("part1"))?.length };
+};
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None, reason="needs root and unshare, for a small disk of the server's own")
+def test_a_full_disk_under_std_blob_is_a_clear_error_and_writes_succeed_once_there_is_room(tmp_path):
+    val = make_val(make_user("alice"), name="filler", code=FILLS_THE_DISK)
+    root = tmp_path / "blobs"
+    root.mkdir()
+    # The server sees a 512 KiB disk at BLOB_ROOT, mounted in a mount namespace of its own;
+    # the quota per user (50 MB) is far away.
+    small_disk = ["unshare", "-m", "sh", "-c", f'mount -t tmpfs -o size=512k tmpfs "{root}" && exec "$@"', "sh"]
+    server = LiveServer({**WEB, "BLOB_ROOT": str(root)}, command_prefix=small_disk)
+    try:
+        visitor = Visitor()
+        visitor.log_in(server, "alice")
+        _, result = visitor.follow(server, visitor.press_run(server, val))
+        assert result["status"] == "success", result
+        full = "blob storage is unavailable or full; nothing was written, try again later"
+        value = result["result"]["value"]
+        assert value["writes"] == ["ok", "ok", "ok", full, full]
+        assert value["kept"] == ["part0", "part1", "part2"]
+        assert value["afterDelete"] == "ok" and value["read"] == 150_000
+        # Nothing half-written is left on the disk: one file per value stored.
+        disk = Path(f"/proc/{server.pid}/root{root}")
+        assert len([path for path in disk.rglob("*") if path.is_file()]) == Blob.objects.count() == 3
+    finally:
+        server.stop()
