@@ -32,3 +32,10 @@ class ValsConfig(AppConfig):
 
     def ready(self):
         post_migrate.connect(_ensure_search_index, sender=self)
+        if settings.REDIS_URL:
+            # Schedulers' sandboxes import from a web process: share whom they import for.
+            from django.core.cache import cache
+
+            from runtime import grants
+
+            grants.use_shared_store(cache)

@@ -227,7 +227,14 @@ API_RATE_LIMIT_PER_IP = env_int("API_RATE_LIMIT_PER_IP", 1200)
 
 # Caches (rate limits live here): process memory by default, Redis when scaled out.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short timeouts: an unreachable Redis must fail fast, not stall requests and evaluations.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 

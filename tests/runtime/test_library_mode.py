@@ -185,3 +185,29 @@ async def test_without_the_worker_another_users_val_is_refused_clearly(engine, m
     result = await engine.evaluate(alice_app(module_host, "export default () => lib.greet('x');"), import_grant="alice")
     assert result.status == "error"
     assert "Restricted Library Mode" in result.error["message"]
+
+
+def test_a_grant_is_found_through_the_shared_store_from_another_process():
+    from runtime import grants
+
+    class Store(dict):
+        def set(self, key, value, timeout):
+            self[key] = value
+
+        def delete(self, key):
+            self.pop(key, None)
+
+    store = Store()
+    grants.use_shared_store(store)
+    try:
+        token = grants.new_token()
+        grants.grant(token, {"principal_id": 7})
+        assert token not in str(store)  # only a hash of the token is shared
+        grants._grants.clear()  # as seen from another process
+        assert grants.import_grant(token) == {"principal_id": 7}
+        grants.revoke(token)
+        grants.grant(token, {"principal_id": 7})
+        grants.revoke(token)
+        assert grants.import_grant(token) is None
+    finally:
+        grants.use_shared_store(None)

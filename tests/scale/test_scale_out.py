@@ -208,7 +208,6 @@ def test_the_schedulers_ran_the_cron_runs_not_the_web_processes(platform):
     assert run.runner.rsplit(":", 1)[1] in {str(platform.pid("scheduler.1")), str(platform.pid("scheduler.2"))}
 
 
-@pytest.mark.xfail(strict=True, reason="a scheduler has no module host of its own, and web processes don't know its sandboxes' import tokens")
 def test_a_cron_val_run_by_a_scheduler_imports_its_owners_private_val(platform):
     alice = make_user("alice")
     make_val(alice, name="secretSauce", privacy="private", code='export const sauce = "tomato";')
