@@ -2,8 +2,8 @@
 
 Scripts come only from our own static files: no inline <script>, no on*= attributes, no
 eval. So even markup that slipped past escaping could not run. Styles likewise, except a
-<style> element carrying this response's nonce (the code editor makes one); base.html
-hands the nonce to scripts in <meta name="csp-nonce">, whose nonce CSS can't read.
+<style> element carrying this response's nonce (the code editor makes one); the val page
+hands the nonce to its script in <meta name="csp-nonce">, whose nonce CSS can't read.
 
 HTTP vals are served by vals/http_gateway.py before Django, so this never touches them.
 """

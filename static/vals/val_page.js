@@ -3,6 +3,10 @@
 (function () {
   "use strict";
 
+  // The Content-Security-Policy nonce, which the editor's <style> element must carry.
+  const nonceMeta = document.querySelector("meta[name=csp-nonce]");
+  const nonce = nonceMeta ? nonceMeta.nonce : undefined;
+
   const runForm = document.getElementById("run-form");
   function run() {
     if (runForm) runForm.requestSubmit();
@@ -20,7 +24,7 @@
     const viewer = document.getElementById("viewer");
     const source = document.getElementById("code-view");
     if (viewer && source && window.ValEditor) {
-      window.ValEditor.create({ parent: viewer, doc: source.textContent, readOnly: true });
+      window.ValEditor.create({ parent: viewer, doc: source.textContent, readOnly: true, nonce });
       source.hidden = true;
     }
     return;
@@ -48,6 +52,7 @@
     const editor = window.ValEditor.create({
       parent: document.getElementById("editor"),
       doc: codeInput.value,
+      nonce,
       onChange(doc) {
         codeInput.value = doc;
         refreshMarker();

@@ -100,7 +100,9 @@ const lightHighlight = HighlightStyle.define([
 /**
  * Create an editor inside `parent`.
  *
- * options: {parent, doc = "", readOnly = false, onChange(doc), onSave(), onRun()}
+ * options: {parent, doc = "", readOnly = false, nonce, onChange(doc), onSave(), onRun()}
+ * `nonce` is the page's Content-Security-Policy nonce: CodeMirror puts its styles in a
+ * <style> element, which a strict style-src only allows with it.
  * returns: {view, getValue(), setValue(text), focus(), destroy()}
  */
 function create(options) {
@@ -108,6 +110,7 @@ function create(options) {
     parent,
     doc = "",
     readOnly = false,
+    nonce,
     onChange,
     onSave,
     onRun,
@@ -164,6 +167,7 @@ function create(options) {
       indentWithTab,
     ]),
     EditorState.readOnly.of(readOnly),
+    ...(nonce ? [EditorView.cspNonce.of(nonce)] : []),
     EditorView.updateListener.of((update) => {
       if (update.docChanged && onChange) onChange(update.state.doc.toString());
     }),
