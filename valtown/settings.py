@@ -293,6 +293,13 @@ SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+# Sandboxes import vals and /std/ modules from this very process over plain HTTP on
+# loopback (RUNTIME_MODULE_HOST), never through nginx: its name is an allowed host, and
+# module paths are never redirected to HTTPS.
+_module_hostname = urlparse("//" + RUNTIME_MODULE_HOST).hostname
+if _module_hostname and _module_hostname not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, _module_hostname]
+SECURE_REDIRECT_EXEMPT = [r"^v/[^/]+/[^/]+\.ts$", r"^std/"]
 # Behind nginx, which sets X-Forwarded-Proto; never set this when clients reach daphne directly.
 if env_bool("BEHIND_PROXY"):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -311,8 +318,9 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
-# Every app page gets this Content-Security-Policy (valtown/middleware.py adds frame-src for
-# HTTP vals' origins). HTTP vals are served before Django, so it never reaches them.
+# Every app page gets this Content-Security-Policy; valtown/middleware.py adds each
+# response's style nonce and frame-src for HTTP vals' origins. HTTP vals are served
+# before Django, so it never reaches them.
 CONTENT_SECURITY_POLICY = {
     "default-src": ["'self'"],
     "script-src": ["'self'"],
