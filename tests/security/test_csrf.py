@@ -129,12 +129,13 @@ def test_the_api_ignores_the_session_cookie_so_needs_no_csrf_token(world):
     schema = api.get_openapi_schema()
     checked = 0
     for path, operations in schema["paths"].items():
-        url = "/v1" + re.sub(r"\{[^}]+\}", "999999", path)
+        url = re.sub(r"\{[^}]+\}", "999999", path)
         for method in operations:
             if method not in ("post", "put", "patch", "delete"):
                 continue
             mine = getattr(signed_in, method)(url, "{}", content_type="application/json")
             theirs = getattr(anonymous, method)(url, "{}", content_type="application/json")
             assert (mine.status_code, mine.content) == (theirs.status_code, theirs.content), (method, url)
+            assert mine.status_code in (400, 401, 404), (method, url, mine.status_code)
             checked += 1
     assert checked >= 8
