@@ -2,6 +2,7 @@
 the websocket, an HTTP val's preview and a confirm dialog all work in a real browser,
 and the browser reports no violation on the way."""
 
+import httpx
 import pytest
 
 from tests.factory import make_val
@@ -87,5 +88,15 @@ def test_the_app_works_under_its_content_security_policy(page, live_daphne, djan
     page.goto(base + "/v/alice/site", wait_until="domcontentloaded")
     frame = page.frame_locator("details.preview iframe")
     assert frame.locator("#hi").inner_text(timeout=20_000) == "hi from a val"
+    # The val's own response carries none of the app's policy.
+    port = live_daphne.port
+    val_response = httpx.get(f"http://127.0.0.1:{port}/", headers={"Host": f"alice-site.web.localhost:{port}"})
+    assert val_response.status_code == 200 and "content-security-policy" not in val_response.headers
+
+    # The API's interactive docs and the admin work too.
+    page.goto(base + "/v1/docs")
+    page.wait_for_selector(".swagger-ui .info .title")
+    page.goto(base + "/admin/login/")
+    page.wait_for_selector("#login-form")
 
     assert violations == []
