@@ -343,6 +343,24 @@ ACCOUNT_RATE_LIMITS = {
     "change_password": "5/m/user",
 }
 
+# --- Runtime pool sizing from the environment (docs/deploy.md) -------------------------
+# Each one set in the environment overrides runtime/config.py's default for that field.
+for _name, _read in {
+    "RUNTIME_MAX_WAITING": env_int,
+    "RUNTIME_WAIT_TIMEOUT_SECONDS": env_float,
+    "RUNTIME_HEAP_MB": env_int,
+    "RUNTIME_MAX_RSS_MB": env_int,
+    "RUNTIME_HTTP_MAX_PROCESSES": env_int,
+    "RUNTIME_HTTP_MAX_CONCURRENT_PER_KEY": env_int,
+    "RUNTIME_HTTP_SPARE_PROCESSES": env_int,
+    "RUNTIME_HTTP_IDLE_SECONDS": env_float,
+    "RUNTIME_HTTP_RECYCLE_RSS_MB": env_int,
+    "RUNTIME_WORK_DIR": env_str,
+    "RUNTIME_DENO_DIR": env_str,
+}.items():
+    if os.environ.get(_name):
+        globals()[_name] = _read(_name, None)
+
 # Test-only speedups go at the bottom.
 # VALTOWN_TESTING is set for servers that tests start (tests/live.py), so they share the hashers.
 if "pytest" in sys.modules or "test" in sys.argv[1:2] or env_bool("VALTOWN_TESTING"):

@@ -212,3 +212,20 @@ print(json.dumps({
         "login_throttled": "10/m/ip,5/300s/key",
         "other_caches": [],
     }
+
+
+def test_the_pool_is_sized_from_the_environment():
+    env = {"RUNTIME_POOL_SIZE": "6", "RUNTIME_HTTP_MAX_PROCESSES": "16", "RUNTIME_HTTP_SPARE_PROCESSES": "2",
+           "RUNTIME_MAX_RSS_MB": "384", "RUNTIME_HTTP_IDLE_SECONDS": "2.5", "RUNTIME_WORK_DIR": "/srv/valtown-runtime"}
+    code = """
+import django, json
+django.setup()
+from runtime.config import load_config
+config = load_config()
+print(json.dumps([config.pool_size, config.http_max_processes, config.http_spare_processes,
+                  config.max_rss_mb, config.http_idle_seconds, config.work_dir, config.heap_mb]))
+"""
+    process = run_python({**PRODUCTION_ENV, **env}, code)
+    assert process.returncode == 0, process.stderr
+    # Set ones are read; unset ones keep runtime/config.py's defaults (heap_mb 256).
+    assert json.loads(process.stdout.splitlines()[-1]) == [6, 16, 2, 384, 2.5, "/srv/valtown-runtime", 256]
