@@ -111,6 +111,34 @@ def test_check_deploy_is_clean_under_production_settings():
     assert "System check identified no issues (0 silenced)." in output
 
 
+def guide_environment():
+    """The environment file docs/deploy.md tells a deployment to write, placeholders filled."""
+    guide = (ROOT / "docs" / "deploy.md").read_text()
+    text = guide.split("# /etc/valtown/env", 1)[1].split("```", 1)[0]
+    env = {}
+    for line in text.splitlines()[1:]:
+        if line.strip() and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            env[name] = value
+    env["SECRET_KEY"] = "a-production-secret-key-that-is-long-and-random-enough-9f3b7c1d2e"
+    env["SECRETS_KEYS"] = "ZmVybmV0LWtleS1mb3ItdGVzdHMtMzItYnl0ZXMtbG9uZz0="
+    return env
+
+
+def test_the_deploy_guides_environment_passes_check_deploy():
+    env = guide_environment()
+    assert env["DEBUG"] == "false" and env["SITE_ROOT"].startswith("https://")
+    process = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=clean_environment(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+
+
 def test_production_refuses_to_start_without_a_secret_key():
     process = run_python({**PRODUCTION_ENV, "SECRET_KEY": ""}, "import django; django.setup()")
     assert process.returncode != 0
