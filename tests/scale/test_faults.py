@@ -45,7 +45,7 @@ export default async (quick) => {
 
 TICKING_VAL = """\
 export default async function () {
-  for (let i = 0; i < 8; i++) {
+  for (let i = 0; i < 12; i++) {
     console.log(`line ${i}`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -238,7 +238,7 @@ def test_losing_redis_briefly_loses_no_evaluation_and_live_logs_resume():
         watcher, worker = servers
         visitor = Visitor()
         visitor.log_in(worker, "alice")
-        expected = [f"line {i}" for i in range(8)]
+        expected = [f"line {i}" for i in range(12)]
 
         def run_on_worker_follow_on_watcher():
             with visitor.log_socket(watcher, visitor.press_run(worker, ticker)) as socket:
