@@ -4,9 +4,12 @@ val's own pages, on their own origins (tests/browser/test_http_val_origin.py sho
 val's inline script running and never seeing the app's cookies)."""
 
 import asyncio
+import importlib
 import re
 
 import pytest
+from asgiref.sync import sync_to_async
+from django.db import connections
 from django.test import Client
 
 from tests.conftest import HTMX
@@ -81,7 +84,9 @@ async def asgi_get(application, host, path="/"):
 @pytest.mark.django_db(transaction=True)
 async def test_http_val_origins_are_answered_before_the_apps_headers_are_added(alice):
     """The gateway answers a val's host itself, so the app's policy never constrains a val's pages."""
-    from valtown.asgi import application
+    # Imported in asgiref's worker thread, as tests/test_websocket_auth.py does: importing
+    # it touches the database, which an async test's own thread may not.
+    application = (await sync_to_async(importlib.import_module)("valtown.asgi")).application
 
     status, headers = await asgi_get(application, "alice-nothing.web.localhost:8000")
     assert status == 404
@@ -89,3 +94,5 @@ async def test_http_val_origins_are_answered_before_the_apps_headers_are_added(a
     status, headers = await asgi_get(application, "localhost:8000", "/no/such/page")
     assert status == 404
     assert {"content-security-policy", "x-frame-options"} <= headers
+    # The lookups ran in asgiref's worker thread; its connections would outlive the test database.
+    await sync_to_async(connections.close_all)()
