@@ -12,7 +12,9 @@
     if (runForm) runForm.requestSubmit();
   }
   // Ctrl/Cmd+Enter runs the val from anywhere on the page.
+  // The editor handles its own keys (and marks the event handled): one press, one run.
   document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented) return;
     if ((event.ctrlKey || event.metaKey) && event.key === "Enter" && runForm) {
       event.preventDefault();
       run();
@@ -69,6 +71,7 @@
 
   // Ctrl/Cmd+S anywhere on the page saves, not only inside the editor.
   document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented) return;
     if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "s") {
       event.preventDefault();
       save();

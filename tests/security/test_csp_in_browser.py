@@ -64,11 +64,15 @@ def test_the_app_works_under_its_content_security_policy(page, live_daphne, djan
     page.click(".cm-content")
     page.keyboard.press("Control+End")
     page.keyboard.type("\n// edited")
+    posts = []
+    page.on("request", lambda request: request.method == "POST" and posts.append(request.url.split("/")[-1]))
     page.keyboard.press("Control+s")
     page.wait_for_selector("text=Saved as version 1")
-    page.click("button:has-text('Run')")
+    page.keyboard.press("Control+Enter")
     page.wait_for_selector(".log-line >> text=tick 3", timeout=20_000)
     page.wait_for_selector("text=✅ Success", timeout=20_000)
+    # One key press, one request: the editor's key bindings and the page's don't both fire.
+    assert posts == ["save", "run"]
 
     # A confirm dialog comes from a static script, not an onsubmit attribute.
     page.goto(base + "/settings/secrets")
