@@ -5,7 +5,8 @@ Measures, on this machine, in one run, the same tiny handler
 on loopback:
 
 - val:       daphne serving an ASGI app that calls runtime.serve_http() (the warm,
-             sandboxed process, through the engine's own event loop);
+             sandboxed, jailed process, served on daphne's own event loop), without the
+             gateway's database lookup and evaluation record;
 - raw_asgi:  daphne serving a hello-world ASGI app, no val (daphne's own ceiling);
 - bare_deno: `deno serve` running the handler directly, no sandbox, no Python.
 

@@ -112,7 +112,8 @@ class PoolConfig:
     # A warm process is retired after this long without a request.
     http_idle_seconds: float = 5.0
     # ... after this many requests (a fresh one then takes over the key) ...
-    http_max_requests_per_process: int = 1000
+    # (10,000: at 1,000, a busy val's restarts cost about a fifth of its throughput.)
+    http_max_requests_per_process: int = 10_000
     # ... or once its resident memory passes this after a request (max_rss_mb still
     # kills it at once, whatever it is doing).
     http_recycle_rss_mb: int = 256

@@ -10,10 +10,13 @@ evaluate_sync(). Lines arrive in order, and all of them before the result. on_ca
 on the caller's event loop too (for evaluate_sync(), on a loop of its own in a worker
 thread).
 
-serve_http() is driven from the pool's loop as well: the warm processes' sockets live
-there. The caller's ASGI receive() and send() are called on the caller's loop, each
-through run_coroutine_threadsafe; the response's messages that are ready together
-(head and body, say) cross in one call.
+serve_http() is different: it runs on the caller's own loop, with a pool of warm
+processes bound to that loop (one per event loop, so under daphne exactly one). An HTTP
+request is a few small messages, and crossing to another thread and back for each cost
+more than all the rest of its handling (about 180 us a round trip, and the two threads
+then share one GIL). That pool's processes are killed when their loop is torn down
+(asyncio.run() and test runners cancel every task; a guard task then kills them), when
+a later serve_http() finds the loop closed, and at shutdown().
 """
 
 import asyncio
@@ -27,6 +30,15 @@ from runtime.config import load_config
 from runtime.pool import Pool
 
 
+class _LoopPool:
+    """The HTTP pool of one event loop: a Pool without evaluation slots."""
+
+    def __init__(self, pool):
+        self.pool = pool
+        self.started = None  # the task starting it
+        self.guard = None  # the task that kills its processes when the loop goes away
+
+
 class Engine:
     def __init__(self, config=None):
         self.config = config
@@ -35,6 +47,7 @@ class Engine:
         self._thread = None
         self._lock = threading.Lock()
         self._pid = None
+        self._http_pools = {}  # event loop -> _LoopPool, for serve_http() on that loop
 
     def start(self):
         """Starts the pool thread, if it isn't running. Safe to call from any thread."""
@@ -51,6 +64,10 @@ class Engine:
 
     def shutdown(self):
         """Kills every process and stops the thread. The engine can be started again."""
+        with self._lock:
+            http_pools, self._http_pools = self._http_pools, {}
+        for loop, entry in http_pools.items():
+            _stop_http_pool(loop, entry)
         with self._lock:
             if self._thread is None or self._pid != os.getpid():
                 self._thread = None
@@ -78,29 +95,55 @@ class Engine:
         future = self._submit(code=code, **kwargs)
         return await asyncio.wrap_future(future, loop=caller_loop)
 
-    async def serve_http(self, key, *, scope, receive, send, on_log=None, on_call=None, **kwargs):
-        """Like Pool.serve_http, from any event loop. Returns an HttpOutcome."""
-        caller_loop = asyncio.get_running_loop()
-        if self._thread is None:
-            await caller_loop.run_in_executor(None, self.start)
-        if on_log is not None:
-            kwargs["on_log"] = _on_loop(on_log, caller_loop)
-        if on_call is not None:
-            kwargs["on_call"] = _awaited_on(caller_loop, on_call)
+    async def serve_http(self, key, *, scope, receive, send, on_log=None, **kwargs):
+        """Like Pool.serve_http, on the caller's event loop, with the warm processes of
+        that loop. Returns an HttpOutcome."""
+        loop = asyncio.get_running_loop()
+        entry = self._http_pools.get(loop)
+        if entry is None:
+            entry = self._new_http_pool(loop)
+        if not entry.started.done():
+            await asyncio.shield(entry.started)
+        if on_log is not None and inspect.iscoroutinefunction(on_log):
+            on_log = _as_task(on_log)
+        return await entry.pool.serve_http(key, scope=scope, receive=receive, send=send, on_log=on_log, **kwargs)
 
-        async def send_all(messages):
-            for message in messages:
-                await send(message)
+    def _new_http_pool(self, loop):
+        with self._lock:
+            entry = self._http_pools.get(loop)
+            if entry is not None:
+                return entry
+            gone = [(other, old) for other, old in self._http_pools.items() if other.is_closed()]
+            for other, _ in gone:
+                del self._http_pools[other]
+            config = (self.config or load_config()).with_changes(pool_size=0)
+            entry = _LoopPool(Pool(config))
+            entry.started = loop.create_task(entry.pool.start())
+            entry.guard = loop.create_task(self._guard(loop, entry))
+            # A loop merely stopped at exit never cancels it (shutdown() then kills the
+            # processes): that is expected, not worth a "Task was destroyed" message.
+            entry.guard._log_destroy_pending = False
+            self._http_pools[loop] = entry
+        for other, old in gone:
+            _stop_http_pool(other, old)
+        return entry
 
-        coroutine = self.pool.serve_http(
-            key,
-            scope=scope,
-            receive=_awaited_on(caller_loop, receive),
-            send_all=_awaited_on(caller_loop, send_all),
-            **kwargs,
-        )
-        future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return await asyncio.wrap_future(future, loop=caller_loop)
+    async def _guard(self, loop, entry):
+        """Waits for its loop to be torn down, then kills the loop's warm processes."""
+        try:
+            await loop.create_future()
+        except asyncio.CancelledError:
+            with self._lock:
+                if self._http_pools.get(loop) is entry:
+                    del self._http_pools[loop]
+            if entry.pool.http is not None:
+                entry.pool.http.kill_now()
+                try:
+                    async with asyncio.timeout(5):
+                        await entry.pool.stop()  # reaps them and closes their pipes
+                except BaseException:  # noqa: BLE001 - the loop is going away regardless
+                    pass
+            raise
 
     def evaluate_sync(self, code=None, *, on_log=None, **kwargs):
         """Like Pool.evaluate, from sync code. on_log runs in the calling thread."""
@@ -121,6 +164,32 @@ class Engine:
         while (line := lines.get()) is not None:
             on_log(*line)
         return future.result()
+
+
+def _stop_http_pool(loop, entry):
+    """Stops a loop's HTTP pool from outside that loop: on the loop if it runs in
+    another thread, else (gone, stopped, or blocked in this very call) by killing."""
+    pool = entry.pool
+    if not loop.is_closed() and loop.is_running() and asyncio._get_running_loop() is not loop:
+        try:
+            asyncio.run_coroutine_threadsafe(pool.stop(), loop).result(timeout=30)
+            return
+        except Exception:  # noqa: BLE001 - fall back to killing them here
+            pass
+    if pool.http is not None:
+        pool.http.kill_now()
+
+
+def _as_task(on_log):
+    """A coroutine function on_log, made a plain callback that schedules it as a task."""
+    tasks = set()
+
+    def schedule(*line):
+        task = asyncio.ensure_future(on_log(*line))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    return schedule
 
 
 def _on_loop(on_log, loop):

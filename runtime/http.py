@@ -22,6 +22,7 @@ import base64
 import logging
 import re
 import time
+from collections import deque
 from urllib.parse import quote
 
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
@@ -66,7 +67,11 @@ class Exchange:
         self.max_body_bytes = max_body_bytes
         self.on_call = on_call
         self.logs = LogCollector(limits.max_log_bytes, on_log, what="request")
-        self.events = asyncio.Queue()  # ("guest", message), ("disconnect",), ("too large",), ("exited",)
+        # ("guest", message), ("disconnect",), ("too large",), ("exited",), ("timeout",)
+        self._events = deque()
+        self._event_arrived = None  # a future while the exchange waits for an event
+        self._timer = None  # first the disconnect watch (a GET), then the deadline
+        self._deadline = None  # on the loop's clock
         self.warm = None
         self.request_id = None
         self.host_calls = None
@@ -75,7 +80,6 @@ class Exchange:
         self.response_started = False
         self.client_disconnected = False
         self._body_pump = None
-        self._pump_timer = None
         self._outbox = []  # ASGI messages to send in one go
         self._credit_due = 0
 
@@ -91,6 +95,32 @@ class Exchange:
         outcome.client_disconnected = self.client_disconnected
         return outcome
 
+    # --- Events: what the guest sends, the visitor leaving, the time running out ---
+
+    def deliver(self, event):
+        self._events.append(event)
+        waiter = self._event_arrived
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _next_event(self):
+        if not self._events:
+            self._event_arrived = asyncio.get_running_loop().create_future()
+            try:
+                await self._event_arrived
+            finally:
+                self._event_arrived = None
+        return self._events.popleft()
+
+    def _time_is_up(self):
+        self._timer = None
+        self.deliver(("timeout",))
+
+    def _watch_for_disconnect(self):
+        """A GET's answer is taking a while: from now on, notice the visitor leaving."""
+        self._timer = asyncio.get_running_loop().call_at(self._deadline, self._time_is_up)
+        self._start_body_pump(forward=False)
+
     async def _serve(self):
         if self.scope.get("type") != "http":
             raise ValueError("serve_http needs an ASGI scope of type http")
@@ -102,17 +132,21 @@ class Exchange:
             self.warm = await self.warm_pool.admit(self.key, self.job, self)
         except (RuntimeBusy, RuntimeUnavailable) as error:
             return await self._no_room(error)
-        deadline = time.monotonic() + self.limits.timeout_seconds
-        try:
-            async with asyncio.timeout(self.limits.timeout_seconds):
-                load_error = await asyncio.shield(self.warm.loaded)
-        except TimeoutError:
-            await self._answer_with_error(504)
-            return self._timed_out()
-        except RuntimeUnavailable as error:
-            return await self._no_room(error)
-        except ProcessGone:
-            return await self._process_exited()
+        self._deadline = asyncio.get_running_loop().time() + self.limits.timeout_seconds
+        loaded = self.warm.loaded
+        if loaded.done() and not loaded.cancelled() and loaded.exception() is None:
+            load_error = loaded.result()  # a warm process: the common case
+        else:
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    load_error = await asyncio.shield(loaded)
+            except TimeoutError:
+                await self._answer_with_error(504)
+                return self._timed_out()
+            except RuntimeUnavailable as error:
+                return await self._no_room(error)
+            except ProcessGone:
+                return await self._process_exited()
         if load_error is not None:
             # Retired, so that the next request loads the val again (an import may
             # have failed for a passing reason).
@@ -122,7 +156,7 @@ class Exchange:
         if not self.warm.alive:
             return await self._process_exited()
         self._send_request()
-        return await self._relay(deadline)
+        return await self._relay()
 
     def _send_request(self):
         warm = self.warm
@@ -144,17 +178,17 @@ class Exchange:
             "maxHostCallBytes": self.limits.max_host_call_bytes,
         })
         self.guest_has_it = True
+        loop = asyncio.get_running_loop()
         if has_body:
             self._start_body_pump(forward=True)
+            self._timer = loop.call_at(self._deadline, self._time_is_up)
         else:
             # Nothing to read but a disconnect, which matters only for an answer that
             # takes a while: a quick one is spared the cost of calling receive().
-            self._pump_timer = asyncio.get_running_loop().call_later(
-                WATCH_FOR_DISCONNECT_AFTER_SECONDS, self._start_body_pump, False
-            )
+            watch_at = min(loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS, self._deadline)
+            self._timer = loop.call_at(watch_at, self._watch_for_disconnect)
 
     def _start_body_pump(self, forward):
-        self._pump_timer = None
         if self._body_pump is None:
             self._body_pump = asyncio.ensure_future(self._pump_body(forward))
 
@@ -167,15 +201,17 @@ class Exchange:
             while more:
                 message = await self.receive()
                 if message["type"] == "http.disconnect":
-                    self.events.put_nowait(("disconnect",))
+                    self.deliver(("disconnect",))
                     return
                 if message["type"] != "http.request":
                     continue
                 body = message.get("body") or b""
                 more = message.get("more_body", False)
+                if more and not body:
+                    await asyncio.sleep(0)  # receive() may not suspend: let the loop breathe
                 received += len(body)
                 if received > self.max_body_bytes:
-                    self.events.put_nowait(("too large",))
+                    self.deliver(("too large",))
                     return
                 if forward and body:
                     for offset in range(0, len(body), BODY_CHUNK_BYTES):
@@ -184,31 +220,27 @@ class Exchange:
                     await self.warm.drain()
             if forward:
                 self.warm.send({"type": "body_end", "request": self.request_id})
-            # With the body read, receive() only returns when the visitor leaves.
-            while (await self.receive())["type"] != "http.disconnect":
-                pass
-            self.events.put_nowait(("disconnect",))
+            # With the body read, receive() only returns when the visitor leaves. (A
+            # receive() that answers anything else can't tell: then stop asking. This
+            # runs on the caller's loop, where asking again at once would never yield.)
+            if (await self.receive())["type"] == "http.disconnect":
+                self.deliver(("disconnect",))
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.debug("ASGI receive() failed; taking it as a disconnect", exc_info=True)
-            self.events.put_nowait(("disconnect",))
+            self.deliver(("disconnect",))
 
     # --- The response --------------------------------------------------------
 
-    async def _relay(self, deadline):
+    async def _relay(self):
         """Passes the guest's response on until the exchange is over. Returns the outcome."""
-        loop_deadline = asyncio.get_running_loop().time() + (deadline - time.monotonic())
+        events = self._events
         while True:
-            try:
-                async with asyncio.timeout_at(loop_deadline):
-                    event = await self.events.get()
-            except TimeoutError:
-                return await self._stop(TIMEOUT)
-            outcome = await self._handle(event)
+            outcome = await self._handle(await self._next_event())
             # Whatever else has arrived goes to the visitor in the same send.
-            while outcome is None and not self.events.empty():
-                outcome = await self._handle(self.events.get_nowait())
+            while outcome is None and events:
+                outcome = await self._handle(events.popleft())
             await self._flush()
             if outcome is not None:
                 return outcome
@@ -224,15 +256,26 @@ class Exchange:
 
     async def _handle_guest(self, message):
         kind = message["type"]
+        if kind == "response" and not self.response_started:
+            # The whole response at once: the head, a body of at most one chunk, the end.
+            self.guest_has_it = False
+            self.response_started = True
+            self.http_status = message["status"]
+            try:
+                body = base64.b64decode(message["data"], validate=True)
+            except ValueError:
+                body = b""  # only a forged frame holds anything but base64
+            self._outbox.append(
+                {"type": "http.response.start", "status": message["status"], "headers": _headers(message["headers"])}
+            )
+            self._outbox.append({"type": "http.response.body", "body": body, "more_body": False})
+            return HttpOutcome(status=SUCCESS, http_status=self.http_status, response_complete=True)
         if kind == "head" and not self.response_started:
             self.response_started = True
             self.http_status = message["status"]
-            headers = [
-                (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
-                for name, value in message["headers"]
-                if name.lower() not in HOP_BY_HOP_HEADERS
-            ]
-            self._outbox.append({"type": "http.response.start", "status": message["status"], "headers": headers})
+            self._outbox.append(
+                {"type": "http.response.start", "status": message["status"], "headers": _headers(message["headers"])}
+            )
         elif kind == "chunk" and self.response_started:
             try:
                 body = base64.b64decode(message["data"], validate=True)
@@ -279,7 +322,7 @@ class Exchange:
         except Exception:
             logger.debug("ASGI send() failed; taking it as a disconnect", exc_info=True)
             self.client_disconnected = True
-            self.events.put_nowait(("disconnect",))
+            self.deliver(("disconnect",))
             return
         if credit and self.guest_has_it:
             self.warm.send({"type": "credit", "request": self.request_id, "bytes": credit})
@@ -320,8 +363,8 @@ class Exchange:
         try:
             async with asyncio.timeout(ABORT_GRACE_SECONDS):
                 while self.guest_has_it:
-                    event = await self.events.get()
-                    if event[0] == "exited" or (event[0] == "guest" and event[1]["type"] in ("end", "fail")):
+                    event = await self._next_event()
+                    if event[0] == "exited" or (event[0] == "guest" and event[1]["type"] in ("end", "fail", "response")):
                         self.guest_has_it = False
         except TimeoutError:
             logger.warning("A warm HTTP process did not let go of an aborted request; killing it")
@@ -355,8 +398,8 @@ class Exchange:
         return HttpOutcome(status=ERROR, http_status=self.http_status or 413, error=_error("PayloadTooLarge", message))
 
     async def _clean_up(self):
-        if self._pump_timer is not None:
-            self._pump_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         if self._body_pump is not None:
             self._body_pump.cancel()
             await asyncio.gather(self._body_pump, return_exceptions=True)
@@ -367,6 +410,15 @@ class Exchange:
             self.host_calls.end("the request has ended")
         if self.warm is not None:
             self.warm_pool.release(self.warm, self)
+
+
+def _headers(pairs):
+    """The val's response headers for ASGI, without the hop-by-hop ones."""
+    return [
+        (name.encode("latin-1", "replace"), value.encode("latin-1", "replace"))
+        for name, value in pairs
+        if name.lower() not in HOP_BY_HOP_HEADERS
+    ]
 
 
 def _error(name, message):

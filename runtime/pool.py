@@ -143,8 +143,13 @@ class Pool:
         event loop (send_all(messages) may replace send, to pass several at once).
         """
         hash(key)  # fails early on a key that can't be one
-        job = self._job(code, url, (), env, "http", export)
-        job.update(self._imports(import_grant, library_worker))
+
+        def job():
+            # Only needed when the key's process starts: most requests find it warm.
+            job = self._job(code, url, (), env, "http", export)
+            job.update(self._imports(import_grant, library_worker))
+            return job
+
         limits = self._checked(limits)
         if (send is None) == (send_all is None):
             raise ValueError("give either send or send_all")

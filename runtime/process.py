@@ -546,7 +546,8 @@ class DenoProcess:
 
     async def close(self):
         """SIGKILL (a val can trap SIGTERM), reap, and remove the process's directory."""
-        if self._closing is None:
+        if self._closing is None or self._closing.cancelled():
+            # (Again, if a loop being torn down cancelled the first attempt.)
             self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
 
@@ -568,7 +569,9 @@ class DenoProcess:
         self.kill()
         grants.revoke(self.import_token)
         if self.proc:
-            await self.proc.wait()
+            pipes = (self.proc.stdout, self.proc.stderr)
+            drains = [_drain_if_abandoned(task, pipe) for task, pipe in zip(self.output_tasks, pipes)]
+            await asyncio.gather(self.proc.wait(), *drains)
         if self.writer:
             self.writer.close()
         if self.output_tasks:
@@ -580,3 +583,16 @@ class DenoProcess:
                 for task in self.output_tasks:
                     task.cancel()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+async def _drain_if_abandoned(reader, stream):
+    """wait() also waits for the pipes to close. A reader cancelled along with its event
+    loop (torn down with the process still running) no longer drains its pipe: drain it."""
+    await asyncio.wait([reader])
+    if not reader.cancelled():
+        return
+    try:
+        while await stream.read(64 * 1024):
+            pass
+    except Exception:  # noqa: BLE001 - a broken pipe is as good as a drained one
+        pass

@@ -23,6 +23,8 @@ exchanges, each numbered by the host ("request"):
                     {"type": "head", "nonce", "request", "status", "headers": [[name, value]...]}
                     {"type": "chunk", "nonce", "request", "data": base64}
                     {"type": "end", "nonce", "request"} | {"type": "fail", "nonce", "request", "error": {...}}
+                    {"type": "response", "nonce", "request", "status", "headers", "data": base64}
+                        (head, a whole body of at most one chunk, and end, in one message)
 
 The host trusts nothing here beyond "this is what the val produced": every message
 after the job must carry the job's nonce (which user code never sees), lines have a
@@ -66,9 +68,12 @@ def encode_job(
     return json.dumps(job).encode() + b"\n"
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(message):
     """Any other host -> guest message, as one line."""
-    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    return (_compact(message) + "\n").encode()
 
 
 def _is_request_id(value, optional=False):
@@ -78,9 +83,12 @@ def _is_request_id(value, optional=False):
 
 
 def _is_header_list(value):
-    return isinstance(value, list) and all(
-        isinstance(pair, list) and len(pair) == 2 and all(isinstance(part, str) for part in pair) for pair in value
-    )
+    if type(value) is not list:
+        return False
+    for pair in value:  # a plain loop: this runs for every response
+        if type(pair) is not list or len(pair) != 2 or type(pair[0]) is not str or type(pair[1]) is not str:
+            return False
+    return True
 
 
 # A JSON escape for a UTF-16 surrogate. JSON.stringify writes a lone one as such an
@@ -154,6 +162,13 @@ VALID_MESSAGES = {
         and 100 <= m["status"] <= 599
         and _is_header_list(m.get("headers"))
     ),
+    "response": lambda m: (
+        _is_request_id(m.get("request"))
+        and isinstance(m.get("status"), int)
+        and 100 <= m["status"] <= 599
+        and _is_header_list(m.get("headers"))
+        and isinstance(m.get("data"), str)
+    ),
     "chunk": lambda m: _is_request_id(m.get("request")) and isinstance(m.get("data"), str),
     "end": lambda m: _is_request_id(m.get("request")),
     "fail": lambda m: _is_request_id(m.get("request")) and isinstance(m.get("error"), dict),
@@ -192,6 +207,12 @@ class LineReader:
         self.max_bytes = max_bytes
         self._buffer = bytearray()
         self._eof = False
+
+    def take_buffered(self):
+        """What has been read but not yet returned as lines (for whoever reads on)."""
+        buffered = bytes(self._buffer)
+        self._buffer.clear()
+        return buffered
 
     async def read_line(self):
         """The next line without its newline, or None at end of stream."""

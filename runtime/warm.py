@@ -23,6 +23,7 @@ take an evaluation's process and evaluations can't take HTTP places.
 
 import asyncio
 import logging
+import shutil
 import time
 from collections import OrderedDict
 
@@ -68,6 +69,8 @@ class WarmProcess:
         self.cpu_seconds = 0.0
         self.idle_timer = None
         self._tasks = []
+        self._outgoing = []  # encoded messages waiting for the next write
+        self._write_scheduled = False
 
     @property
     def pid(self):
@@ -103,17 +106,33 @@ class WarmProcess:
                 **job,
             )
         )
-        self._tasks = [asyncio.ensure_future(self._read_messages()), asyncio.ensure_future(self._watch_memory())]
+        self._reader = _FromTheGuest(self)
+        self._reader.take_over(process)
+        self._tasks = [asyncio.ensure_future(self._watch_memory())]
 
     def send(self, message):
         self.send_encoded(protocol.encode(message))
 
     def send_encoded(self, line):
+        """Queues a message. What is queued during one turn of the event loop goes out
+        in one write at its end: under load, several requests share a system call and
+        a wake-up of the guest."""
+        self._outgoing.append(line)
+        if not self._write_scheduled:
+            self._write_scheduled = True
+            asyncio.get_running_loop().call_soon(self.write_now)
+
+    def write_now(self):
+        self._write_scheduled = False
+        if not self._outgoing:
+            return
+        lines, self._outgoing = self._outgoing, []
         writer = self.process.writer
         if not writer.is_closing():
-            writer.write(line)
+            writer.write(lines[0] if len(lines) == 1 else b"".join(lines))
 
     async def drain(self):
+        self.write_now()
         try:
             await self.process.writer.drain()
         except ConnectionError:
@@ -122,20 +141,19 @@ class WarmProcess:
     def allow_frames_of(self, size):
         self.process.frames.max_bytes = max(self.process.frames.max_bytes, size + FRAME_OVERHEAD_BYTES)
 
-    async def _read_messages(self):
-        try:
-            while True:
-                line = await self.process.frames.read_line()
-                if line is None:
-                    return
-                message = protocol.parse_message(line, self.nonce)
-                if message is not None:
-                    self._dispatch(message)
-        except protocol.FrameTooLarge:
-            # Only a val writing to the socket itself can do this, and the stream
-            # can't be resynchronised: end the process.
-            logger.warning("A warm HTTP process sent an oversized message and was killed")
-            self.process.kill()
+    def received(self, lines):
+        """Messages from the guest, as they arrive (see _FromTheGuest)."""
+        nonce, parse, dispatch = self.nonce, protocol.parse_message, self._dispatch
+        for line in lines:
+            message = parse(line, nonce)
+            if message is not None:
+                dispatch(message)
+
+    def received_too_much(self):
+        # Only a val writing to the socket itself can do this, and the stream can't be
+        # resynchronised: end the process.
+        logger.warning("A warm HTTP process sent an oversized message and was killed")
+        self.process.kill()
 
     def _dispatch(self, message):
         kind = message["type"]
@@ -162,7 +180,7 @@ class WarmProcess:
             else:
                 exchange.host_calls.handle(message)
         elif exchange is not None:
-            exchange.events.put_nowait(("guest", message))
+            exchange.deliver(("guest", message))
 
     def _stray_log_owner(self):
         """Who gets a line logged outside any request (the module's top level, a bare
@@ -244,13 +262,13 @@ class WarmProcess:
         try:
             # What it sent just before dying (the end of a response, log lines) still counts.
             async with asyncio.timeout(1):
-                await asyncio.shield(self._tasks[0])
+                await asyncio.shield(self._reader.closed)
         except TimeoutError:
             pass
         if not self.loaded.done():
             self.loaded.set_exception(ProcessGone())
         for exchange in list(self.exchanges.values()):
-            exchange.events.put_nowait(("exited",))
+            exchange.deliver(("exited",))
 
     async def close(self):
         if self.idle_timer is not None:
@@ -266,6 +284,66 @@ class WarmProcess:
             self.lease = None
 
 
+class _FromTheGuest(asyncio.Protocol):
+    """A warm process's socket, read as data arrives: each message is dispatched in the
+    callback that received it. (A StreamReader read by a task costs a wake-up of that
+    task for every read, and HTTP makes many small ones.) Lines over the frame cap
+    (process.frames.max_bytes) end the process, as LineReader would."""
+
+    def __init__(self, warm):
+        self.warm = warm
+        self.buffer = bytearray()
+        self.closed = asyncio.get_running_loop().create_future()
+        self._stream_protocol = None
+        self._frames = None
+
+    def take_over(self, process):
+        transport = process.writer.transport
+        self._stream_protocol = transport.get_protocol()  # StreamWriter.drain() still asks it
+        self._frames = process.frames
+        self.buffer += self._frames.take_buffered()  # nothing, by the protocol; kept anyway
+        transport.set_protocol(self)
+        if self.buffer:
+            self.data_received(b"")
+
+    def data_received(self, data):
+        buffer = self.buffer
+        buffer += data
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            if len(buffer) > self._frames.max_bytes:
+                self._too_much()
+            return
+        lines = buffer[:end].split(b"\n")
+        del buffer[: end + 1]
+        limit = self._frames.max_bytes
+        if len(buffer) > limit or any(len(line) > limit for line in lines):
+            self._too_much()
+            return
+        self.warm.received([bytes(line) for line in lines])
+
+    def _too_much(self):
+        self.buffer.clear()
+        self.warm.received_too_much()
+
+    def eof_received(self):
+        return False  # close the transport
+
+    def connection_lost(self, exc):
+        if self.buffer:
+            lines, self.buffer = [bytes(self.buffer)], bytearray()
+            self.warm.received(lines)
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self._stream_protocol.connection_lost(exc)
+
+    def pause_writing(self):
+        self._stream_protocol.pause_writing()
+
+    def resume_writing(self):
+        self._stream_protocol.resume_writing()
+
+
 class WarmPool:
     def __init__(self, config, denied_hosts):
         self.config = config
@@ -274,6 +352,7 @@ class WarmPool:
         self._retiring = set()  # taking no more requests, finishing the ones they have
         self._everyone = set()  # every WarmProcess not yet closed, to close them all at stop()
         self._spares = []  # (DenoProcess, UidLease), started, with no job yet
+        self._processes = {}  # DenoProcess -> UidLease: every one started and not yet closed
         self._spares_starting = 0
         self._changed = asyncio.Event()
         self._background = set()
@@ -393,6 +472,13 @@ class WarmPool:
     async def _close(self, warm):
         await warm.close()
         self._everyone.discard(warm)
+        self._processes.pop(warm.process, None)
+
+    async def _discard(self, process, lease):
+        """Closes a process that serves no key (a spare, or one that never got its job)."""
+        await process.close()
+        lease.release()
+        self._processes.pop(process, None)
 
     def _in_background(self, coroutine):
         task = asyncio.ensure_future(coroutine)
@@ -402,6 +488,8 @@ class WarmPool:
     # --- Starting ------------------------------------------------------------
 
     def _start_for(self, key, job):
+        """job: a function returning the job (it may raise, before anything starts)."""
+        job = job()
         warm = WarmProcess(key, self.config)
         self._by_key[key] = warm
         self._everyone.add(warm)
@@ -418,8 +506,7 @@ class WarmPool:
             self.retire(warm)
             return
         if warm.retiring:  # the pool stopped, or it was evicted while starting
-            await process.close()
-            lease.release()
+            await self._discard(process, lease)
             return
         warm.attach(process, lease, job)
         self._refill_spares()
@@ -435,11 +522,11 @@ class WarmPool:
     async def _spawn(self):
         lease = sandbox.UidLease(self.config)
         process = DenoProcess(self.config, self.denied_hosts, lease.uid)
+        self._processes[process] = lease
         try:
             await process.start()
         except BaseException:
-            await process.close()
-            lease.release()
+            await self._discard(process, lease)
             raise
         self.processes_started += 1
         return process, lease
@@ -449,8 +536,7 @@ class WarmPool:
             process, lease = self._spares.pop(0)
             if process.alive:
                 return process, lease
-            await process.close()
-            lease.release()
+            await self._discard(process, lease)
         return None
 
     def _refill_spares(self):
@@ -469,14 +555,30 @@ class WarmPool:
         finally:
             self._spares_starting -= 1
         if self._closed:
-            await spare[0].close()
-            spare[1].release()
+            await self._discard(*spare)
         else:
             self._spares.append(spare)
 
     def start(self):
         """Starts the spare processes (the pool calls this when HTTP is first used)."""
         self._refill_spares()
+
+    def kill_now(self):
+        """Kills every process at once, without the event loop: for a loop that is going
+        away (or gone) and for shutdown at exit. Each uid goes back only once its process
+        is dead. stop() may still follow, to reap and close what is left."""
+        self._closed = True
+        for warm in list(self._everyone):
+            warm.retiring = True
+            if warm.kill_reason is None:
+                warm.kill_reason = "stopped"
+        victims = list(self._processes.items())
+        for process, _ in victims:
+            process.kill()
+        for process, lease in victims:
+            _wait_until_dead(process.pid)
+            lease.release()
+            shutil.rmtree(process.dir, ignore_errors=True)
 
     async def stop(self):
         self._closed = True
@@ -487,13 +589,27 @@ class WarmPool:
             warm.retiring = True
             warm.kill("stopped")
             for exchange in list(warm.exchanges.values()):
-                exchange.events.put_nowait(("exited",))
+                exchange.deliver(("exited",))
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*(warm.close() for warm in everything), return_exceptions=True)
         await asyncio.gather(*list(self._background), return_exceptions=True)
         for process, lease in self._spares:
-            await process.close()
-            lease.release()
+            await self._discard(process, lease)
         self._spares.clear()
+        # Any left, such as one whose start was cut short when the pool stopped.
+        await asyncio.gather(*(self._discard(*item) for item in list(self._processes.items())), return_exceptions=True)
         self._notify()
+
+
+def _wait_until_dead(pid, timeout=2.0):
+    """Until the SIGKILLed process `pid` is gone or a zombie (its threads are gone)."""
+    deadline = time.monotonic() + timeout
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+                    return
+        except (OSError, IndexError):
+            return
+        time.sleep(0.005)

@@ -9,6 +9,8 @@
 //   host  -> abort                            visitor gone, timeout, body too large
 // The guest sends at most `responseWindowBytes` of chunks ahead of the host's credit,
 // so a val streaming to a slow visitor is held back instead of filling memory.
+// A response whose whole body is ready at once and fits one chunk (most of them) goes
+// as one `response` message instead: head, body and end together.
 
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { Channel } from "./channel.ts";
@@ -196,8 +198,7 @@ class HttpServer {
       headers: [...response.headers],
     };
     if (response.body === null) {
-      this.#channel.sendAll([head]);
-      this.#end(exchange);
+      this.#whole(exchange, head, null);
       return;
     }
     try {
@@ -246,7 +247,12 @@ class HttpServer {
       const { done, value } = await read;
       if (exchange.finished) return;
       if (done) {
-        this.#end(exchange, frames);
+        if (frames[0] === head && frames.length <= 2) {
+          // Nothing sent yet, and the body fits one chunk: all of it in one message.
+          this.#whole(exchange, head, frames.length === 2 ? frames[1] : null);
+        } else {
+          this.#end(exchange, frames);
+        }
         return;
       }
       const bytes = toBytes(value);
@@ -262,6 +268,15 @@ class HttpServer {
         if (exchange.finished) return;
       }
     }
+  }
+
+  /** The whole response in one message: the head, a body of at most one chunk, the end. */
+  #whole(exchange: Exchange, head: GuestMessage, chunk: GuestMessage | null): void {
+    if (exchange.finished) return;
+    this.#finish(exchange, "the request has ended");
+    const { status, headers } = head as { status: number; headers: [string, string][] };
+    const data = chunk === null ? "" : (chunk as { data: string }).data;
+    this.#channel.send({ type: "response", request: exchange.request, status, headers, data });
   }
 
   #end(exchange: Exchange, frames: GuestMessage[] = []): void {
@@ -283,8 +298,19 @@ class HttpServer {
   }
 }
 
+const NOT_YET = Symbol("not yet");
+
 /** Whether a promise settles before the event loop's next turn (a body chunk already there). */
-function settlesAtOnce(promise: Promise<unknown>): Promise<boolean> {
+async function settlesAtOnce(promise: Promise<unknown>): Promise<boolean> {
+  // Most often it settles within a microtask or two (a body given whole, or its end):
+  // racing it against a promise settled two microtasks from now tells without a timer.
+  const soon = Promise.resolve().then(() => {}).then(() => NOT_YET);
+  const first = await Promise.race([promise, soon]).catch(() => null);
+  if (first !== NOT_YET) return true;
+  return await settlesThisTurn(promise);
+}
+
+function settlesThisTurn(promise: Promise<unknown>): Promise<boolean> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const nextTurn = new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(false), 0));
   const settled = promise.then(() => true, () => true);

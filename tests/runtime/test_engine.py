@@ -95,3 +95,52 @@ def test_the_module_level_api_uses_the_process_wide_engine(monkeypatch):
         runtime.shutdown()
 
     assert result.value == "from the default engine"
+
+
+HELLO_HTTP = 'export default () => new Response("hello")'
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def test_http_vals_are_served_on_the_callers_loop_and_their_processes_end_with_it(engine):
+    from tests.runtime.visitor import Visitor
+
+    async def serve_twice():
+        pids = []
+        for _ in range(2):
+            visitor = Visitor()
+            outcome = await engine.serve_http(
+                ("val", "loop-bound", 1, "alice"), code=HELLO_HTTP,
+                scope=visitor.scope, receive=visitor.receive, send=visitor.send,
+            )
+            assert visitor.body == b"hello"
+            pids.append(outcome.pid)
+        return pids
+
+    first_loop = asyncio.run(serve_twice())
+    second_loop = asyncio.run(serve_twice())
+
+    assert first_loop[0] == first_loop[1]  # warm between requests on one loop
+    assert second_loop[0] not in first_loop  # each loop has warm processes of its own
+    assert not alive(first_loop[0]) and not alive(second_loop[0])  # torn down with their loop
+
+
+async def test_shutdown_kills_the_warm_processes_of_a_loop_still_running():
+    from tests.runtime.visitor import Visitor
+
+    engine = Engine(runtime_config(pool_size=0))
+    visitor = Visitor()
+    outcome = await engine.serve_http(
+        ("val", "shut-down", 1, "alice"), code=HELLO_HTTP, scope=visitor.scope, receive=visitor.receive, send=visitor.send,
+    )
+    assert alive(outcome.pid)
+
+    engine.shutdown()  # from this very loop: it can't wait on it, so it kills
+
+    assert not alive(outcome.pid)

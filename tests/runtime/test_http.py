@@ -440,3 +440,27 @@ async def test_an_error_thrown_from_a_timer_is_logged_and_the_process_lives_on(e
     assert first.http_status == second.http_status == 200 and first.pid == second.pid
     messages = " ".join(line.message for line in first.logs)
     assert "thrown later" in messages and "rejected later" in messages
+
+
+async def test_a_server_whose_receive_never_waits_does_not_stall_a_slow_answer(engine):
+    # serve_http runs on the caller's loop: asking such a receive() for a disconnect
+    # again and again would never let the loop run anything else.
+    class Impatient(Visitor):
+        async def receive(self):
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+    val = "export default () => new Promise((r) => setTimeout(() => r(new Response('late')), 150))"
+    async with asyncio.timeout(5):
+        outcome, visitor = await serve(engine, val, Impatient())
+
+    assert visitor.body == b"late" and outcome.status == "success"
+
+
+async def test_a_whole_response_and_a_streamed_one_reach_the_visitor_alike(engine):
+    small = await serve(engine, "export default () => new Response('x'.repeat(1000), { status: 201 })")
+    large = await serve(engine, "export default () => new Response('y'.repeat(200_000), { status: 201 })")
+
+    for (outcome, visitor), size in ((small, 1000), (large, 200_000)):
+        assert (outcome.status, visitor.status, len(visitor.body)) == ("success", 201, size)
+        assert visitor.finished and outcome.response_complete
+    assert len(small[1].body_chunks) == 1  # head, body and end in one message, one send
