@@ -43,7 +43,12 @@ class PoolConfig:
     # evaluations run at once.
     pool_size: int = 3
     # Callers waiting for a free process. More are refused at once with RuntimeBusy.
+    # (Counted per tenant: see max_processes_per_tenant.)
     max_waiting: int = 32
+    # Evaluation processes one tenant (the principal a val runs for) may hold at once;
+    # None: pool_size - 1 (at least 1), so one user never holds them all. Waiting
+    # callers are served round-robin across tenants.
+    max_processes_per_tenant: int | None = None
     # How long a caller waits for a free process before RuntimeBusy.
     wait_timeout_seconds: float = 10.0
     # How long a new process may take to connect and report ready.

@@ -56,9 +56,12 @@ HOST_HEADER = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 
 
 class Exchange:
-    def __init__(self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call):
+    def __init__(
+        self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call, tenant=None
+    ):
         self.warm_pool = warm_pool
         self.key = key
+        self.tenant = tenant
         self.job = job
         self.scope = scope
         self.receive = receive
@@ -129,7 +132,7 @@ class Exchange:
             await self._answer_with_error(413)
             return self._too_large()
         try:
-            self.warm = await self.warm_pool.admit(self.key, self.job, self)
+            self.warm = await self.warm_pool.admit(self.key, self.job, self, self.tenant)
         except (RuntimeBusy, RuntimeUnavailable) as error:
             return await self._no_room(error)
         self._deadline = asyncio.get_running_loop().time() + self.limits.timeout_seconds

@@ -7,6 +7,12 @@ before a request comes, nothing survives from one evaluation into the next, and 
 process that crashes or hangs is simply replaced. Callers that find no ready process
 wait in a bounded queue for a bounded time, then get RuntimeBusy.
 
+Fair to tenants (the principal a val runs for, given as `tenant=`): one tenant holds at
+most max_processes_per_tenant processes at once, and when callers wait, a freed process
+goes to the tenants in turn (round-robin), each tenant's own callers in order. So a
+flood of one user's evaluations waits behind its own cap while another user's go
+through. Callers without a tenant share one turn and have no cap.
+
 A Pool lives on one asyncio event loop. runtime.engine runs one in a background thread
 for callers on other loops or in sync code.
 """
@@ -14,7 +20,7 @@ for callers on other loops or in sync code.
 import asyncio
 import json
 import logging
-import time
+from collections import Counter, OrderedDict, deque
 
 from runtime import sandbox
 from runtime.config import PoolConfig
@@ -36,6 +42,8 @@ class Pool:
         self._failing = {}  # slot number -> whether its last start failed
         self._processes = set()
         self._waiting = 0
+        self._waiters = OrderedDict()  # tenant -> deque of futures, in round-robin order
+        self._held = Counter()  # tenant -> evaluation processes it holds now
         self._closed = False
         self.denied_hosts = []
         self.last_start_error = None
@@ -98,6 +106,7 @@ class Pool:
         export="default",
         import_grant=None,
         library_worker=False,
+        tenant=None,
     ):
         """Runs a val in a fresh sandboxed process and returns its Result.
 
@@ -106,15 +115,17 @@ class Pool:
         imports the module. env holds the evaluation's secrets. on_log(level, message,
         timestamp_ms) is called for each log line as it arrives, on this event loop.
         on_call(name, payload) (a coroutine function) answers the val's host calls.
+        tenant (hashable, e.g. the principal's id) is whom it counts against: see above.
         """
         job = self._job(code, url, args, env, mode, export)
         job.update(self._imports(import_grant, library_worker))
         limits = self._checked(limits)
-        process = await self._take_ready_process()
+        process = await self._take_ready_process(tenant)
         try:
             return await process.evaluate(job, limits, on_log, on_call)
         finally:
             process.kill()  # its slot reaps it and starts the next one
+            self._give_back(tenant)
 
     async def serve_http(
         self,
@@ -134,13 +145,15 @@ class Pool:
         export="default",
         import_grant=None,
         library_worker=False,
+        tenant=None,
     ):
         """Serves one ASGI HTTP request with the val's warm process for `key`. Returns an HttpOutcome.
 
         key says which warm process may serve it (one val version run for one principal,
         e.g. ("val", val_id, version, principal_id)): requests with equal keys share a
         process, others never do. scope, receive and send are the ASGI request's, on this
-        event loop (send_all(messages) may replace send, to pass several at once).
+        event loop (send_all(messages) may replace send, to pass several at once). When
+        requests wait for a place, tenants (e.g. the principal's id) take turns.
         """
         hash(key)  # fails early on a key that can't be one
 
@@ -160,7 +173,7 @@ class Pool:
         self.http.start()
         exchange = Exchange(
             self.http, key, job, scope=scope, receive=receive, send_all=send_all, limits=limits,
-            max_body_bytes=max_body_bytes, on_log=on_log, on_call=on_call,
+            max_body_bytes=max_body_bytes, on_log=on_log, on_call=on_call, tenant=tenant,
         )
         return await exchange.serve()
 
@@ -198,32 +211,94 @@ class Pool:
         json.dumps(args)  # fails early on arguments JSON can't carry
         return {"url": url, "code": code, "mode": mode, "export": export, "args": args, "env": env}
 
-    async def _take_ready_process(self):
+    @property
+    def tenant_cap(self):
+        """How many evaluation processes one tenant may hold at once."""
+        cap = self.config.max_processes_per_tenant
+        return cap if cap is not None else max(1, self.config.pool_size - 1)
+
+    def _capped(self, tenant):
+        return tenant is not None and self._held[tenant] >= self.tenant_cap
+
+    async def _take_ready_process(self, tenant=None):
         if self._closed:
             raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
         if self.ready_count == 0 and all(self._failing.values()):
             raise RuntimeUnavailable(f"runtime unavailable: Deno processes fail to start: {self.last_start_error}")
-        if self._waiting >= self.config.max_waiting:
-            raise RuntimeBusy(f"runtime busy: {self._waiting} evaluations are already waiting for a process")
+        # One turn of the loop first: a process that just died idle may have its exit
+        # reported in it, and is then skipped rather than handed out.
+        await asyncio.sleep(0)
+        if not self._capped(tenant):
+            # Nobody who could take a ready process is waiting (_dispatch saw to that).
+            process = self._ready_process()
+            if process is not None:
+                self._held[tenant] += 1
+                return process
+        queue = self._waiters.setdefault(tenant, deque())
+        waiting = sum(1 for waiter in queue if not waiter.done())
+        if waiting >= self.config.max_waiting:
+            raise RuntimeBusy(f"runtime busy: {waiting} evaluations are already waiting for a process")
+        waiter = asyncio.get_running_loop().create_future()
+        queue.append(waiter)
         self._waiting += 1
         try:
-            deadline = time.monotonic() + self.config.wait_timeout_seconds
-            while True:
-                remaining = deadline - time.monotonic()
-                try:
-                    process = await asyncio.wait_for(self._ready.get(), max(remaining, 0))
-                except TimeoutError:
-                    if all(self._failing.values()):
-                        raise RuntimeUnavailable(
-                            f"runtime unavailable: Deno processes fail to start: {self.last_start_error}"
-                        ) from None
-                    raise RuntimeBusy(
-                        f"runtime busy: no process became free within {self.config.wait_timeout_seconds:g} s"
-                    ) from None
-                if process.alive:  # one that died while idle is skipped; its slot replaces it
-                    return process
+            async with asyncio.timeout(self.config.wait_timeout_seconds):
+                return await waiter  # _dispatch counted it as held
+        except TimeoutError:
+            if waiter.done() and not waiter.cancelled():
+                return waiter.result()  # it got one just as the time ran out
+            if all(self._failing.values()):
+                raise RuntimeUnavailable(
+                    f"runtime unavailable: Deno processes fail to start: {self.last_start_error}"
+                ) from None
+            raise RuntimeBusy(
+                f"runtime busy: no process became free within {self.config.wait_timeout_seconds:g} s"
+            ) from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():  # given a process just as it was cancelled
+                self._ready.put_nowait(waiter.result())
+                self._give_back(tenant)
+            raise
         finally:
             self._waiting -= 1
+            if not waiter.done():
+                waiter.cancel()  # _dispatch skips it
+
+    def _ready_process(self):
+        """A ready process, or None. One that died while idle is skipped; its slot replaces it."""
+        while not self._ready.empty():
+            process = self._ready.get_nowait()
+            if process.alive:
+                return process
+        return None
+
+    def _give_back(self, tenant):
+        self._held[tenant] -= 1
+        if self._held[tenant] <= 0:
+            del self._held[tenant]
+        self._dispatch()
+
+    def _dispatch(self):
+        """Gives ready processes to waiting callers: tenants in turn, skipping those at
+        their cap; within a tenant, first come first served."""
+        while self._waiters and not self._ready.empty():
+            for tenant, queue in list(self._waiters.items()):
+                while queue and queue[0].done():
+                    queue.popleft()  # it gave up
+                if not queue:
+                    del self._waiters[tenant]
+                    continue
+                if self._capped(tenant):
+                    continue
+                process = self._ready_process()
+                if process is None:
+                    return
+                self._held[tenant] += 1
+                queue.popleft().set_result(process)
+                self._waiters.move_to_end(tenant)  # its turn is over
+                break
+            else:
+                return  # everyone waiting is at their cap
 
     # --- Slots ---------------------------------------------------------------
 
@@ -251,6 +326,7 @@ class Pool:
                 self._failing[number] = False
                 self.processes_started += 1
                 self._ready.put_nowait(process)
+                self._dispatch()
                 # Until it has served an evaluation and been killed, or died idle.
                 await asyncio.shield(process.exit_task)
                 await process.close()

@@ -45,6 +45,27 @@ STDERR_TAIL_BYTES = 4096
 FULL_LOG_READ_PAUSE_SECONDS = 0.01
 
 
+# An evaluation still running after this long is a long one (most take milliseconds):
+# its threads get LONG_RUNNING_NICE, so on busy cores the scheduler favours short ones,
+# and one user's endless loops can't slow everyone else's quick evaluations much.
+LONG_RUNNING_SECONDS = 1.0
+LONG_RUNNING_NICE = 10
+
+
+def lower_cpu_priority(pid):
+    """Gives every thread of the live process `pid` the nice value LONG_RUNNING_NICE
+    (threads it starts later inherit it). Best effort: it may have just died."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return
+    for thread in threads:
+        try:
+            os.setpriority(os.PRIO_PROCESS, int(thread), LONG_RUNNING_NICE)
+        except (OSError, ValueError):
+            pass
+
+
 class StartupFailed(Exception):
     pass
 
@@ -453,12 +474,17 @@ class DenoProcess:
                 return message
 
     async def _watch_memory(self):
-        """Returns once resident memory passes the cap; the caller then kills the process."""
+        """Returns once resident memory passes the cap; the caller then kills the process.
+        Also lowers its CPU priority once it has run for LONG_RUNNING_SECONDS."""
         cap = self.config.max_rss_mb * 1024 * 1024
+        lower_priority_at = time.monotonic() + LONG_RUNNING_SECONDS
         while True:
             rss = self.poll_status()
             if rss is not None and rss > cap:
                 return
+            if lower_priority_at is not None and time.monotonic() >= lower_priority_at:
+                lower_priority_at = None
+                lower_cpu_priority(self.pid)
             await asyncio.sleep(self.config.rss_poll_seconds)
 
     def poll_status(self):

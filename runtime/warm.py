@@ -17,6 +17,11 @@ The policy, each figure a PoolConfig field:
 - http_spare_processes blank processes are kept started, so that a new key's first
   request doesn't wait for Deno to start.
 
+Requests that wait for a place are served round-robin across tenants (the principal,
+given to serve_http as `tenant=`), each key's in order of arrival. A freed place wakes
+only a request that can use it: a thousand requests queued on one val cost nothing
+until one of them can go.
+
 Evaluations have their own processes (Pool's pool_size slots), so busy HTTP vals can't
 take an evaluation's process and evaluations can't take HTTP places.
 """
@@ -25,7 +30,7 @@ import asyncio
 import logging
 import shutil
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 
 from runtime import protocol, sandbox
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
@@ -284,6 +289,13 @@ class WarmProcess:
             self.lease = None
 
 
+class _Waiter:
+    __slots__ = ("key", "job", "exchange", "admitted")
+
+    def __init__(self, key, job, exchange, admitted):
+        self.key, self.job, self.exchange, self.admitted = key, job, exchange, admitted
+
+
 class _FromTheGuest(asyncio.Protocol):
     """A warm process's socket, read as data arrives: each message is dispatched in the
     callback that received it. (A StreamReader read by a task costs a wake-up of that
@@ -354,7 +366,9 @@ class WarmPool:
         self._spares = []  # (DenoProcess, UidLease), started, with no job yet
         self._processes = {}  # DenoProcess -> UidLease: every one started and not yet closed
         self._spares_starting = 0
-        self._changed = asyncio.Event()
+        self._waiters = OrderedDict()  # tenant -> {key -> deque of _Waiter}, in round-robin order
+        self._dispatching = False
+        self._dispatch_again = False
         self._background = set()
         self._closed = False
         self.processes_started = 0
@@ -369,25 +383,107 @@ class WarmPool:
 
     # --- Places --------------------------------------------------------------
 
-    async def admit(self, key, job, exchange):
+    async def admit(self, key, job, exchange, tenant=None):
         """A warm process for key, with a place held for exchange. Start it if needed.
 
         Raises RuntimeBusy when no place frees up within http_wait_seconds.
         """
-        deadline = time.monotonic() + self.config.http_wait_seconds
-        while True:
-            if self._closed:
-                raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
-            warm = self._by_key.get(key)
-            if warm is not None and warm.dying:
-                self.retire(warm)
-                warm = None
-            if warm is None and (self._live_count() < self.config.http_max_processes or self._retire_an_idle_one()):
-                warm = self._start_for(key, job)
-            if warm is not None and warm.places_held < self.config.http_max_concurrent_per_key:
-                self._hold_place(warm, exchange)
+        if self._closed:
+            raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
+        if not self._waiters or self._has_a_place(key):
+            warm = self._try_to_admit(key, job, exchange)
+            if warm is not None:
                 return warm
-            await self._wait_for_a_change(deadline, key)
+        waiter = _Waiter(key, job, exchange, asyncio.get_running_loop().create_future())
+        self._waiters.setdefault(tenant, OrderedDict()).setdefault(key, deque()).append(waiter)
+        self._dispatch()
+        try:
+            async with asyncio.timeout(self.config.http_wait_seconds):
+                return await waiter.admitted
+        except TimeoutError:
+            if waiter.admitted.done() and not waiter.admitted.cancelled():
+                return waiter.admitted.result()
+            if self._closed:
+                raise RuntimeUnavailable("runtime unavailable: the pool has been stopped") from None
+            if key in self._by_key:
+                raise RuntimeBusy(
+                    f"runtime busy: this val is already handling {self.config.http_max_concurrent_per_key} requests"
+                ) from None
+            raise RuntimeBusy(
+                f"runtime busy: all {self.config.http_max_processes} warm processes for HTTP vals are busy"
+            ) from None
+        except BaseException:
+            admitted = waiter.admitted
+            if admitted.done() and not admitted.cancelled() and admitted.exception() is None:
+                self.release(admitted.result(), exchange)  # admitted just as it was cancelled
+            raise
+        finally:
+            if not waiter.admitted.done():
+                waiter.admitted.cancel()  # _dispatch drops it
+
+    def _has_a_place(self, key):
+        warm = self._by_key.get(key)
+        return warm is not None and not warm.dying and warm.places_held < self.config.http_max_concurrent_per_key
+
+    def _try_to_admit(self, key, job, exchange):
+        """The key's warm process with a place held for exchange (started if need be and
+        there is room), or None."""
+        warm = self._by_key.get(key)
+        if warm is not None and warm.dying:
+            self.retire(warm)
+            warm = None
+        if warm is None and (self._live_count() < self.config.http_max_processes or self._retire_an_idle_one()):
+            warm = self._start_for(key, job)
+        if warm is not None and warm.places_held < self.config.http_max_concurrent_per_key:
+            self._hold_place(warm, exchange)
+            return warm
+        return None
+
+    def _dispatch(self):
+        """Admits waiting requests while there is room: tenants in turn, one request per
+        turn; within a tenant, the first waiting request of each of its keys."""
+        if self._dispatching:
+            self._dispatch_again = True  # (retiring a process on the way calls back here)
+            return
+        self._dispatching = True
+        try:
+            again = True
+            while again and self._waiters:
+                self._dispatch_again = False
+                again = self._admit_one_turn() or self._dispatch_again
+        finally:
+            self._dispatching = False
+
+    def _admit_one_turn(self):
+        """Admits the first request it can, taking tenants in turn. Whether it did."""
+        for tenant, keys in list(self._waiters.items()):
+            for key, queue in list(keys.items()):
+                while queue and queue[0].admitted.done():
+                    queue.popleft()  # it gave up
+                if not queue:
+                    del keys[key]
+                    continue
+                if self._closed:
+                    return False
+                waiter = queue[0]
+                try:
+                    warm = self._try_to_admit(key, waiter.job, waiter.exchange)
+                except Exception as error:  # noqa: BLE001 - its job was bad: that request fails
+                    queue.popleft().admitted.set_exception(error)
+                    return True
+                if warm is None:
+                    continue
+                queue.popleft().admitted.set_result(warm)
+                if not queue:
+                    del keys[key]
+                if keys:
+                    self._waiters.move_to_end(tenant)  # its turn is over
+                else:
+                    del self._waiters[tenant]
+                return True
+            if not keys and tenant in self._waiters:
+                del self._waiters[tenant]
+        return False
 
     def _hold_place(self, warm, exchange):
         if warm.idle_timer is not None:
@@ -416,26 +512,10 @@ class WarmPool:
                 )
         self._notify()
 
-    async def _wait_for_a_change(self, deadline, key):
-        remaining = deadline - time.monotonic()
-        changed = self._changed
-        try:
-            if remaining <= 0:
-                raise TimeoutError
-            await asyncio.wait_for(changed.wait(), remaining)
-        except TimeoutError:
-            if key in self._by_key:
-                raise RuntimeBusy(
-                    f"runtime busy: this val is already handling {self.config.http_max_concurrent_per_key} requests"
-                ) from None
-            raise RuntimeBusy(
-                f"runtime busy: all {self.config.http_max_processes} warm processes for HTTP vals are busy"
-            ) from None
-
     def _notify(self):
-        """Wakes every request waiting for a place, to look again."""
-        self._changed.set()
-        self._changed = asyncio.Event()
+        """Something changed (a place freed, a process gone): admit who can go now."""
+        if self._waiters:
+            self._dispatch()
 
     # --- Retiring ------------------------------------------------------------
 
@@ -580,8 +660,19 @@ class WarmPool:
             lease.release()
             shutil.rmtree(process.dir, ignore_errors=True)
 
+    def _refuse_the_waiting(self):
+        for keys in self._waiters.values():
+            for queue in keys.values():
+                for waiter in queue:
+                    if not waiter.admitted.done():
+                        waiter.admitted.set_exception(
+                            RuntimeUnavailable("runtime unavailable: the pool has been stopped")
+                        )
+        self._waiters.clear()
+
     async def stop(self):
         self._closed = True
+        self._refuse_the_waiting()
         everything = list(self._everyone)
         self._by_key.clear()
         self._retiring.clear()

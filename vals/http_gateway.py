@@ -5,6 +5,7 @@ straight to the runtime's warm processes. A val's page never shares the app's or
 so its HTML and JavaScript can't read the app's session cookie or CSRF token.
 """
 
+import asyncio
 import time
 
 from asgiref.sync import sync_to_async
@@ -60,6 +61,24 @@ def _find_http_val(label):
     return val, (code, env)
 
 
+# Lookups in flight, by event loop and label: concurrent requests for one val share one.
+_lookups = {}
+
+
+async def _look_up(label):
+    """What _find_http_val finds, for a request arriving now. Requests that arrive while a
+    lookup for the same label is in flight share its answer (as fresh as their own would
+    be), so a flood of requests to one val costs the database one query at a time, and
+    other users' requests don't queue behind a thousand of them."""
+    key = (asyncio.get_running_loop(), label)
+    pending = _lookups.get(key)
+    if pending is None:
+        pending = asyncio.ensure_future(sync_to_async(_find_http_val)(label))
+        _lookups[key] = pending
+        pending.add_done_callback(lambda _: _lookups.pop(key, None))
+    return await asyncio.shield(pending)
+
+
 def without_app_cookies(headers):
     kept = []
     for name, value in headers:
@@ -86,7 +105,7 @@ async def plain_response(send, status, text):
 
 async def serve(scope, receive, send):
     label = val_label(_host(scope))
-    val, found = await sync_to_async(_find_http_val)(label)
+    val, found = await _look_up(label)
     if val is None:
         return await plain_response(send, 404, f"No val is served at {label}.\n")
     if val.type != Val.Type.HTTP:
@@ -113,6 +132,7 @@ async def serve(scope, receive, send):
         max_body_bytes=settings.HTTP_VAL_MAX_BODY_BYTES,
         on_call=host_call_handler(val.owner),
         on_log=logs.add,
+        tenant=val.owner_id,  # waiting requests take turns by user (runtime/warm.py)
     )
     writer.add(
         Evaluation(

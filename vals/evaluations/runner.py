@@ -93,6 +93,7 @@ async def run(evaluation_id, api_calls=None):
             on_call=host_call_handler(evaluation.principal, api_calls),
             import_grant=principal_for_evaluation(evaluation.principal),
             library_worker=library_worker,
+            tenant=evaluation.principal_id,
         )
         fields = result_fields(result, redactor)
     except Exception as error:
@@ -153,5 +154,6 @@ async def evaluate_code(principal, code, args):
         on_call=host_call_handler(principal),
         import_grant=principal_for_evaluation(principal),
         library_worker=library_worker,
+        tenant=principal_id,
     )
     return result, redactor
