@@ -7,11 +7,16 @@ on loopback:
 - val:       daphne serving an ASGI app that calls runtime.serve_http() (the warm,
              sandboxed, jailed process, served on daphne's own event loop), without the
              gateway's database lookup and evaluation record;
+- gateway:   the whole platform (valtown.asgi:application under daphne, SQLite) serving
+             the handler as a saved HTTP val on its own origin: the gateway finds the val
+             and its owner's secrets, serves it with runtime.serve_http() and records the
+             evaluation (in batches);
 - raw_asgi:  daphne serving a hello-world ASGI app, no val (daphne's own ceiling);
 - bare_deno: `deno serve` running the handler directly, no sandbox, no Python.
 
 For each: requests per second with 8 keep-alive connections for a few seconds, and the
-p50 latency of one connection doing one request at a time. The load generator is wrk
+p50 latency of one connection doing one request at a time (the gateway: also as a ratio
+to raw ASGI, http_gateway_over_raw_asgi). The load generator is wrk
 when it is installed (and BENCH_HTTP_LOAD isn't "python"), else a small asyncio client
 in a process of its own (its own ceiling is lower; the output says which). Ends with one `BENCH <name> <value>` line per figure, including
 http_val_over_raw_asgi and http_val_over_bare_deno (throughput ratios).
@@ -44,6 +49,7 @@ THROUGHPUT_SECONDS = 5
 THROUGHPUT_CONNECTIONS = 8
 LATENCY_SECONDS = 3
 HELLO = b"Hello, world!"
+GATEWAY_HOST = "bench-hello.web.localhost:8000"  # the val "hello" of the user "bench"
 
 
 # --- The servers -----------------------------------------------------------------
@@ -86,7 +92,37 @@ def serve_with_daphne(kind, port):
     ).run()
 
 
+def gateway_environment(work_dir):
+    return {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{work_dir}/gateway.sqlite3",
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only-not-secret-" + "x" * 40,
+        "EMBEDDED_SCHEDULER": "false",
+        "HTTP_VAL_DOMAIN": "web.localhost:8000",
+    }
+
+
+def prepare_gateway(work_dir):
+    """A fresh database with the user "bench" and the handler as its HTTP val "hello"."""
+    environment = gateway_environment(work_dir)
+    subprocess.run([sys.executable, "manage.py", "migrate", "--noinput"], cwd=ROOT, env=environment,
+                   check=True, capture_output=True)
+    create = (
+        "from accounts.models import User; from vals.models import Val; "
+        "owner = User.objects.create_user(username='bench', email='bench@example.com', password='a long bench password'); "
+        f"Val.create(owner=owner, name='hello', code={HANDLER!r}, type=Val.Type.HTTP)"
+    )
+    subprocess.run([sys.executable, "manage.py", "shell", "-c", create], cwd=ROOT, env=environment,
+                   check=True, capture_output=True)
+
+
 def start_server(kind, port, work_dir):
+    if kind == "gateway":
+        prepare_gateway(work_dir)
+        command = [sys.executable, "-m", "daphne", "-v", "0", "-b", "127.0.0.1", "-p", str(port),
+                   "valtown.asgi:application"]
+        return subprocess.Popen(command, cwd=ROOT, env=gateway_environment(work_dir), stdout=subprocess.DEVNULL)
     if kind == "bare_deno":
         from runtime.sandbox import find_deno
         from runtime.config import PoolConfig
@@ -108,14 +144,14 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def wait_until_answering(server, port, timeout=60):
+def wait_until_answering(server, port, host=None, timeout=60):
     """Until GET / answers 200 (the val's first request also starts its warm process)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
             raise RuntimeError(f"the server on port {port} exited with code {server.returncode}")
         try:
-            status, body = asyncio.run(one_request(port))
+            status, body = asyncio.run(one_request(port, host))
             if status == 200 and body == HELLO:
                 return
         except OSError:
@@ -124,10 +160,10 @@ def wait_until_answering(server, port, timeout=60):
     raise RuntimeError(f"the server on port {port} did not answer in {timeout} s")
 
 
-async def one_request(port):
+async def one_request(port, host=None):
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        writer.write(request_bytes(port))
+        writer.write(request_bytes(port, host))
         return await read_response(reader)
     finally:
         writer.close()
@@ -136,8 +172,8 @@ async def one_request(port):
 # --- A small HTTP/1.1 load generator (when wrk isn't installed) --------------------
 
 
-def request_bytes(port):
-    return f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: bench\r\n\r\n".encode()
+def request_bytes(port, host=None):
+    return f"GET / HTTP/1.1\r\nHost: {host or f'127.0.0.1:{port}'}\r\nUser-Agent: bench\r\n\r\n".encode()
 
 
 async def read_response(reader):
@@ -163,12 +199,12 @@ async def read_response(reader):
     return status, body
 
 
-async def python_load(port, connections, seconds):
+async def python_load(port, connections, seconds, host=None):
     """(requests per second, latencies in ms, failures) over `seconds`."""
     latencies = []
     failures = 0
     deadline = time.monotonic() + seconds
-    request = request_bytes(port)
+    request = request_bytes(port, host)
 
     async def connection():
         nonlocal failures
@@ -189,18 +225,20 @@ async def python_load(port, connections, seconds):
     return len(latencies) / (time.monotonic() - started), latencies, failures
 
 
-def load_in_a_subprocess(port, connections, seconds):
+def load_in_a_subprocess(port, connections, seconds, host=None):
     """The Python generator in a process of its own, so it doesn't share a GIL."""
     output = subprocess.run(
-        [sys.executable, __file__, "--load", str(port), str(connections), str(seconds)],
+        [sys.executable, __file__, "--load", str(port), str(connections), str(seconds), host or ""],
         check=True, capture_output=True, text=True, cwd=ROOT,
     ).stdout
     return json.loads(output)
 
 
-def wrk_load(port, connections, seconds):
+def wrk_load(port, connections, seconds, host=None):
+    headers = ["-H", f"Host: {host}"] if host else []
     output = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", f"http://127.0.0.1:{port}/"],
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency", *headers,
+         f"http://127.0.0.1:{port}/"],
         check=True, capture_output=True, text=True,
     ).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
@@ -210,14 +248,11 @@ def wrk_load(port, connections, seconds):
     return {"rate": rate, "p50_ms": p50_ms, "failures": int(errors.group(1)) if errors else 0}
 
 
-def measure(port, use_wrk):
+def measure(port, use_wrk, host=None):
     """Throughput with several connections, then p50 latency with one."""
-    if use_wrk:
-        throughput = wrk_load(port, THROUGHPUT_CONNECTIONS, THROUGHPUT_SECONDS)
-        latency = wrk_load(port, 1, LATENCY_SECONDS)
-    else:
-        throughput = load_in_a_subprocess(port, THROUGHPUT_CONNECTIONS, THROUGHPUT_SECONDS)
-        latency = load_in_a_subprocess(port, 1, LATENCY_SECONDS)
+    load = wrk_load if use_wrk else load_in_a_subprocess
+    throughput = load(port, THROUGHPUT_CONNECTIONS, THROUGHPUT_SECONDS, host)
+    latency = load(port, 1, LATENCY_SECONDS, host)
     return {
         "requests_per_second": throughput["rate"],
         "p50_ms": latency["p50_ms"],
@@ -226,25 +261,23 @@ def measure(port, use_wrk):
     }
 
 
-def warm_up(port, use_wrk):
+def warm_up(port, use_wrk, host=None):
     """A short run first, so JITs are warm and every connection path has been taken."""
-    if use_wrk:
-        wrk_load(port, THROUGHPUT_CONNECTIONS, 1)
-    else:
-        load_in_a_subprocess(port, THROUGHPUT_CONNECTIONS, 1)
+    (wrk_load if use_wrk else load_in_a_subprocess)(port, THROUGHPUT_CONNECTIONS, 1, host)
 
 
 def main():
     use_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_HTTP_LOAD") != "python"
     figures = {}
     work_dir = tempfile.mkdtemp(prefix="bench-http-")
-    for kind in ("raw_asgi", "bare_deno", "val"):
+    for kind in ("raw_asgi", "bare_deno", "val", "gateway"):
         port = free_port()
+        host = GATEWAY_HOST if kind == "gateway" else None
         server = start_server(kind, port, work_dir)
         try:
-            wait_until_answering(server, port)
-            warm_up(port, use_wrk)
-            result = measure(port, use_wrk)
+            wait_until_answering(server, port, host)
+            warm_up(port, use_wrk, host)
+            result = measure(port, use_wrk, host)
         finally:
             server.terminate()
             try:
@@ -263,6 +296,9 @@ def main():
     figures["http_val_over_bare_deno"] = (
         figures["http_val_requests_per_second"] / figures["http_bare_deno_requests_per_second"]
     )
+    figures["http_gateway_over_raw_asgi"] = (
+        figures["http_gateway_requests_per_second"] / figures["http_raw_asgi_requests_per_second"]
+    )
     generator = "wrk -t1" if use_wrk else "python asyncio client"
     print(f"machine: {os.cpu_count()} cores, uid={os.geteuid()}, load generator: {generator}, "
           f"{THROUGHPUT_CONNECTIONS} connections for throughput, 1 for p50")
@@ -273,8 +309,10 @@ def main():
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "--serve":
         serve_with_daphne(sys.argv[2], int(sys.argv[3]))
-    elif len(sys.argv) == 5 and sys.argv[1] == "--load":
-        rate, latencies, failures = asyncio.run(python_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])))
+    elif len(sys.argv) == 6 and sys.argv[1] == "--load":
+        rate, latencies, failures = asyncio.run(
+            python_load(int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5] or None)
+        )
         print(json.dumps({"rate": rate, "p50_ms": statistics.median(latencies), "failures": failures}))
     else:
         main()
