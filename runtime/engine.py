@@ -27,6 +27,7 @@ import queue
 import threading
 
 from runtime.config import load_config
+from runtime.exceptions import RuntimeUnavailable
 from runtime.pool import Pool
 
 
@@ -102,8 +103,15 @@ class Engine:
         entry = self._http_pools.get(loop)
         if entry is None:
             entry = self._new_http_pool(loop)
-        if not entry.started.done():
-            await asyncio.shield(entry.started)
+        started = entry.started
+        if not started.done() or started.cancelled() or started.exception() is not None:
+            try:
+                await asyncio.shield(started)
+            except Exception as error:  # the next request tries again
+                with self._lock:
+                    if self._http_pools.get(loop) is entry:
+                        del self._http_pools[loop]
+                raise RuntimeUnavailable(f"runtime unavailable: the HTTP pool failed to start: {error}") from error
         if on_log is not None and inspect.iscoroutinefunction(on_log):
             on_log = _as_task(on_log)
         return await entry.pool.serve_http(key, scope=scope, receive=receive, send=send, on_log=on_log, **kwargs)
