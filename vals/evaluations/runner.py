@@ -93,7 +93,10 @@ async def run(evaluation_id, api_calls=None):
             on_call=host_call_handler(evaluation.principal, api_calls),
             import_grant=principal_for_evaluation(evaluation.principal),
             library_worker=library_worker,
-            tenant=evaluation.principal_id,
+            # Fair queueing by principal (runtime/README.md). An api() call's evaluation
+            # runs within its caller's share: a chain holds a process per level, and
+            # capping each level could leave a chain deeper than the cap waiting on itself.
+            tenant=evaluation.principal_id if api_calls is None else None,
         )
         fields = result_fields(result, redactor)
     except Exception as error:
