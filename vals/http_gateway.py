@@ -70,12 +70,20 @@ async def _look_up(label):
     lookup for the same label is in flight share its answer (as fresh as their own would
     be), so a flood of requests to one val costs the database one query at a time, and
     other users' requests don't queue behind a thousand of them."""
-    key = (asyncio.get_running_loop(), label)
+    loop = asyncio.get_running_loop()
+    key = (loop, label)
     pending = _lookups.get(key)
     if pending is None:
         pending = asyncio.ensure_future(sync_to_async(_find_http_val)(label))
         _lookups[key] = pending
-        pending.add_done_callback(lambda _: _lookups.pop(key, None))
+
+        def forget(_):
+            # Kept HTTP_VAL_LOOKUP_SECONDS after it finished: a save, a privacy change or a
+            # new secret reaches the endpoint within that long, and a busy val costs the
+            # database one lookup per interval instead of one per request.
+            loop.call_later(settings.HTTP_VAL_LOOKUP_SECONDS, _lookups.pop, key, None)
+
+        pending.add_done_callback(forget)
     return await asyncio.shield(pending)
 
 

@@ -212,6 +212,9 @@ RUNTIME_LIBRARY_SCHEME = env_str("RUNTIME_LIBRARY_SCHEME", _site.scheme or "http
 RUNTIME_POOL_SIZE = env_int("RUNTIME_POOL_SIZE", 4)
 # api(): how deep api calls may nest, and how many one top-level evaluation may make in all.
 API_MAX_DEPTH = env_int("API_MAX_DEPTH", 3)
+# How long an HTTP val's lookup (val, code, secrets) is reused by later requests: a save,
+# privacy change or secret reaches its endpoint within this long (vals/http_gateway.py).
+HTTP_VAL_LOOKUP_SECONDS = env_float("HTTP_VAL_LOOKUP_SECONDS", 1.0)
 API_MAX_CALLS_PER_EVALUATION = env_int("API_MAX_CALLS_PER_EVALUATION", 20)
 # /v1/eval without a token: no secrets, and a stricter rate limit than API_RATE_LIMIT_PER_IP.
 ANONYMOUS_EVAL_RATE_LIMIT_PER_IP = env_int("ANONYMOUS_EVAL_RATE_LIMIT_PER_IP", 10)
@@ -365,6 +368,8 @@ for _name, _read in {
 # VALTOWN_TESTING is set for servers that tests start (tests/live.py), so they share the hashers.
 if "pytest" in sys.modules or "test" in sys.argv[1:2] or env_bool("VALTOWN_TESTING"):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Tests save a val and request it at once.
+    HTTP_VAL_LOOKUP_SECONDS = env_float("HTTP_VAL_LOOKUP_SECONDS", 0)
     EMAIL_BACKEND = env_str("TEST_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # A file, not memory, so that a real server started by a test (tests/live.py) shares it.
