@@ -19,9 +19,30 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker):
-    live = LiveServer({"EVALUATION_TIMEOUT_SECONDS": "2", "ANONYMOUS_EVAL_RATE_LIMIT_PER_IP": "1000", "VAL_MAX_CODE_BYTES": "20000"})
+    live = LiveServer(
+        {
+            "EVALUATION_TIMEOUT_SECONDS": "2",
+            "ANONYMOUS_EVAL_RATE_LIMIT_PER_IP": "1000",
+            "VAL_MAX_CODE_BYTES": "20000",
+            # No scheduler ticking in the server while the test database is flushed.
+            "EMBEDDED_SCHEDULER": "false",
+        }
+    )
     yield live
     live.stop()
+
+
+@pytest.fixture(autouse=True)
+def quiet_server_before_flush():
+    """Lets the server finish its last writes (a run's final log flush) before the test
+    database is flushed: on PostgreSQL, a write racing the flush's TRUNCATE can deadlock."""
+    yield
+    import time
+
+    deadline = time.monotonic() + 10
+    while Evaluation.objects.filter(status="running").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
 
 
 def token_for(user):
