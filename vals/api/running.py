@@ -13,11 +13,9 @@ from django.conf import settings
 from django.http import HttpResponseRedirect, JsonResponse
 from ninja import Router, Schema
 from ninja.responses import Status
-from ninja.security import HttpBearer
 
 import runtime
-from accounts.models import ApiToken
-from vals.api.auth import check_rate, client_ip
+from vals.api.auth import TokenAuth, check_rate, client_ip
 from vals.api.errors import ERRORS, ApiError, Error, bad_request, not_found
 from vals.capabilities import API_VAL_NAME
 from vals.evaluations import runner
@@ -30,24 +28,16 @@ router = Router(tags=["running"])
 MAX_ARGS = 100
 
 
-class OptionalToken(HttpBearer):
+class OptionalToken(TokenAuth):
     """A valid bearer token, or none at all (anonymous). A wrong token is still a 401."""
 
     ANONYMOUS = "anonymous"
 
     def __call__(self, request):
-        check_rate(f"ip:{client_ip(request)}", settings.API_RATE_LIMIT_PER_IP)
         if not request.headers.get("Authorization"):
+            check_rate(f"ip:{client_ip(request)}", settings.API_RATE_LIMIT_PER_IP)
             return self.ANONYMOUS
         return super().__call__(request)
-
-    def authenticate(self, request, token):
-        api_token = ApiToken.objects.authenticate(token)
-        if api_token is None:
-            return None
-        check_rate(f"token:{api_token.pk}", settings.API_RATE_LIMIT_PER_TOKEN)
-        request.user = api_token.user
-        return api_token
 
 
 def caller(request):
