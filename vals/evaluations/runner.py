@@ -75,29 +75,44 @@ def _code_of(evaluation):
     return evaluation.val.versions.get(number=evaluation.val_version).code
 
 
+def _secrets_of(principal):
+    """The principal's secrets as environment variables; none for an anonymous run."""
+    if principal is None:
+        return {}
+    return Secret.objects.filter(owner_id=principal.pk).environment()
+
+
+async def _evaluate(principal, code, args, env, on_log=None, api_calls=None):
+    """Runs code for principal (None: anonymous) on the runtime: its imports aimed at the
+    module host, Restricted Library Mode's Worker if it imports another user's val, and
+    host calls authorised as principal."""
+    principal_id = principal.pk if principal is not None else None
+    library_worker = await sync_to_async(needs_library_worker)(code, principal_id)
+    return await runtime.evaluate(
+        code=point_imports_at_module_host(code),
+        mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
+        args=args,
+        env=env,
+        limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
+        on_log=on_log,
+        on_call=host_call_handler(principal, api_calls),
+        import_grant=principal_for_evaluation(principal),
+        library_worker=library_worker,
+        # Fair queueing by principal (runtime/README.md). An api() call's evaluation
+        # runs within its caller's share: a chain holds a process per level, and
+        # capping each level could leave a chain deeper than the cap waiting on itself.
+        tenant=principal_id if api_calls is None else None,
+    )
+
+
 async def run(evaluation_id, api_calls=None):
     evaluation = await Evaluation.objects.select_related("val", "principal").aget(pk=evaluation_id)
     code = await sync_to_async(_code_of)(evaluation)
-    library_worker = await sync_to_async(needs_library_worker)(code, evaluation.principal_id)
-    env = await sync_to_async(Secret.objects.filter(owner_id=evaluation.principal_id).environment)()
+    env = await sync_to_async(_secrets_of)(evaluation.principal)
     redactor = Redactor(env.values())
     live = LiveLog(evaluation, redactor)
     try:
-        result = await runtime.evaluate(
-            code=point_imports_at_module_host(code),
-            mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
-            args=evaluation.args,
-            env=env,
-            limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
-            on_log=live.add,
-            on_call=host_call_handler(evaluation.principal, api_calls),
-            import_grant=principal_for_evaluation(evaluation.principal),
-            library_worker=library_worker,
-            # Fair queueing by principal (runtime/README.md). An api() call's evaluation
-            # runs within its caller's share: a chain holds a process per level, and
-            # capping each level could leave a chain deeper than the cap waiting on itself.
-            tenant=evaluation.principal_id if api_calls is None else None,
-        )
+        result = await _evaluate(evaluation.principal, code, evaluation.args, env, on_log=live.add, api_calls=api_calls)
         fields = result_fields(result, redactor)
     except Exception as error:
         logger.exception("Evaluation %s failed in the runtime", evaluation_id)
@@ -141,22 +156,6 @@ def code_to_evaluate(code):
 async def evaluate_code(principal, code, args):
     """Evaluates code that is not a saved val (/v1/eval) as principal (None: anonymous,
     without secrets). Returns (Result, Redactor). Nothing is recorded in a trace."""
-    code = code_to_evaluate(code)
-    principal_id = principal.pk if principal is not None else None
-    library_worker = await sync_to_async(needs_library_worker)(code, principal_id)
-    env = {}
-    if principal is not None:
-        env = await sync_to_async(Secret.objects.filter(owner_id=principal_id).environment)()
-    redactor = Redactor(env.values())
-    result = await runtime.evaluate(
-        code=point_imports_at_module_host(code),
-        mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
-        args=args,
-        env=env,
-        limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
-        on_call=host_call_handler(principal),
-        import_grant=principal_for_evaluation(principal),
-        library_worker=library_worker,
-        tenant=principal_id,
-    )
-    return result, redactor
+    env = await sync_to_async(_secrets_of)(principal)
+    result = await _evaluate(principal, code_to_evaluate(code), args, env)
+    return result, Redactor(env.values())
