@@ -58,7 +58,9 @@ def _find_http_val(label):
         return None, None
     code = val.versions.get(number=val.version).code
     env = Secret.objects.filter(owner_id=val.owner_id).environment()
-    return val, (code, env)
+    # Imports are prepared here, once per lookup, not on every request.
+    library_worker = needs_library_worker(code, val.owner_id)
+    return val, (point_imports_at_module_host(code), env, library_worker)
 
 
 # Lookups in flight, by event loop and label: concurrent requests for one val share one.
@@ -120,16 +122,14 @@ async def serve(scope, receive, send):
         return await plain_response(
             send, 400, f"@{val.owner.username}/{val.name} is a {val.get_type_display().lower()} val, not an HTTP val.\n"
         )
-    code, env = found
+    code, env, library_worker = found
     logs = RecordedLogs(Redactor(env.values()))
     started_at = timezone.now()
     clock = time.monotonic()
     scope = {**scope, "headers": without_app_cookies(scope.get("headers", []))}
-    # Vals it imports: only code that mentions /v/ can import one (see vals/imports.py).
-    library_worker = "/v/" in code and await sync_to_async(needs_library_worker)(code, val.owner_id)
     outcome = await runtime.serve_http(
         ("val", val.pk, val.version, val.owner_id),
-        code=point_imports_at_module_host(code) if "/" in code else code,
+        code=code,
         import_grant={"principal_id": val.owner_id},
         library_worker=library_worker,
         env=env,
