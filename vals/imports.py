@@ -7,8 +7,8 @@ Imports are found in the source text, in import positions only (`from "..."`,
 another user's val imported that way is refused with a clear error by the harness.
 """
 
+import json
 import re
-from urllib.parse import urlparse
 
 from django.conf import settings
 
@@ -123,28 +123,12 @@ def library_stub(url, names):
     lines = [
         "// Another user's val, run in Restricted Library Mode: in a Worker with no access to your",
         "// secrets. Its functions are async here, and values cross by structured clone.",
-        f"const lib = await (globalThis as any)[Symbol.for(\"valtown.library\")]({_js_string(url)}, {_js_list(names)});",
+        f"const lib = await (globalThis as any)[Symbol.for(\"valtown.library\")]({json.dumps(url)}, {json.dumps(names)});",
     ]
     for name in names:
         if name == "default":
             lines.append('export default lib["default"];')
         else:
-            lines.append(f"export const {name} = lib[{_js_string(name)}];")
+            lines.append(f"export const {name} = lib[{json.dumps(name)}];")
     return "\n".join(lines) + "\n"
 
-
-def _js_string(text):
-    import json
-
-    return json.dumps(text)
-
-
-def _js_list(items):
-    import json
-
-    return json.dumps(list(items))
-
-
-def is_our_url(url):
-    parsed = urlparse(url)
-    return f"{parsed.scheme}://{parsed.netloc}" in (site_root(), library_root(), module_root())

@@ -18,7 +18,8 @@ from django.views.decorators.http import require_GET
 
 import runtime
 from vals import imports
-from vals.models import Val, ValVersion
+from vals.models import Val
+from vals.views import _requested_version
 
 TYPESCRIPT = "application/typescript; charset=utf-8"
 BEARER = re.compile(r"Bearer\s+(\S+)")
@@ -36,18 +37,6 @@ def sandbox_principal(request):
 def principal_for_evaluation(principal):
     """The import grant an evaluation made as `principal` (a user, or None) runs with."""
     return {"principal_id": principal.pk if principal is not None else None}
-
-
-def _version(val, request):
-    number = request.GET.get("v")
-    if number in (None, ""):
-        return val.versions.get(number=val.version)
-    if not number.isdigit():
-        raise Http404("No such version.")
-    try:
-        return val.version_numbered(int(number))
-    except ValVersion.DoesNotExist:
-        raise Http404("No such version.") from None
 
 
 def resolve_star_exports(specifier):
@@ -71,7 +60,7 @@ def val_module(request, username, name):
     val = Val.objects.named(username, name).select_related("owner").first()
     if val is None or (val.privacy == Val.Privacy.PRIVATE and val.owner_id != principal_id):
         raise Http404("No such val.")
-    version = _version(val, request)
+    version = _requested_version(request, val) or val.versions.get(number=val.version)
     pinned = "v" in request.GET
     if from_sandbox and val.owner_id != principal_id:
         # Pinned to what is latest now, so the Worker loads exactly the code described here.
