@@ -7,6 +7,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -156,3 +157,17 @@ def rss_bytes(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+@pytest.fixture(autouse=True)
+def quiet_server_before_flush():
+    """For modules that share one live server between transactional tests (import it):
+    lets the server finish its last writes (a run's final log flush) before the test
+    database is flushed, as on PostgreSQL a write racing the flush's TRUNCATE can deadlock."""
+    yield
+    from vals.evaluations.models import Evaluation
+
+    deadline = time.monotonic() + 10
+    while Evaluation.objects.filter(status="running").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)

@@ -14,7 +14,7 @@ from django.core import mail
 from accounts.models import ApiToken
 from accounts.secrets.models import Secret
 from tests.factory import make_user, make_val
-from tests.live import LiveServer
+from tests.live import LiveServer, quiet_server_before_flush  # noqa: F401 (an autouse fixture)
 from vals.evaluations.models import Evaluation
 from vals.models import Val
 
@@ -37,18 +37,6 @@ def server(django_db_setup, django_db_blocker, tmp_path_factory):
     yield live
     live.stop()
 
-
-@pytest.fixture(autouse=True)
-def quiet_server_before_flush():
-    """Lets the server finish its last writes (a run's final log flush) before the test
-    database is flushed: on PostgreSQL, a write racing the flush's TRUNCATE can deadlock."""
-    yield
-    import time
-
-    deadline = time.monotonic() + 10
-    while Evaluation.objects.filter(status="running").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.5)
 
 
 def run(server, user, val, args=()):
