@@ -225,9 +225,6 @@ class Pool:
             raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
         if self.ready_count == 0 and all(self._failing.values()):
             raise RuntimeUnavailable(f"runtime unavailable: Deno processes fail to start: {self.last_start_error}")
-        # One turn of the loop first: a process that just died idle may have its exit
-        # reported in it, and is then skipped rather than handed out.
-        await asyncio.sleep(0)
         if not self._capped(tenant):
             # Nobody who could take a ready process is waiting (_dispatch saw to that).
             process = self._ready_process()
@@ -268,7 +265,7 @@ class Pool:
         """A ready process, or None. One that died while idle is skipped; its slot replaces it."""
         while not self._ready.empty():
             process = self._ready.get_nowait()
-            if process.alive:
+            if process.still_running():
                 return process
         return None
 

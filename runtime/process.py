@@ -279,6 +279,20 @@ class DenoProcess:
     def alive(self):
         return self.proc is not None and self.proc.returncode is None
 
+    def still_running(self):
+        """alive, asking the kernel too: asyncio learns of an exit a loop turn or more
+        after it happens (later still on a busy machine), so a process it still counts as
+        running may already be gone, or a zombie. One read of /proc: for handing a
+        process out, not for every request's check."""
+        if not self.alive:
+            return False
+        try:
+            with open(f"/proc/{self.proc.pid}/stat", "rb") as stat:
+                state = stat.read().rpartition(b")")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return False
+        return state not in (b"Z", b"X")
+
     # --- Start-up ------------------------------------------------------------
 
     async def start(self):
