@@ -130,3 +130,28 @@ def test_the_server_marks_abandoned_evaluations_when_it_starts(alice):
     importlib.reload(valtown.asgi)
     dead.refresh_from_db()
     assert dead.status == "interrupted" and "server stopped" in dead.kill_reason
+
+
+def test_records_written_in_a_batch_read_back_as_the_evaluations_they_describe(alice):
+    val = make_val(alice, name="foo", type="http")
+    started = timezone.now() - timedelta(seconds=30)
+    records = [
+        {
+            "val_id": val.pk, "val_version": val.version, "principal_id": alice.pk, "trigger": "http",
+            "status": "success", "started_at": started + timedelta(milliseconds=n), "finished_at": started + timedelta(seconds=1),
+            "duration_ms": n, "logs": [{"seq": 0, "level": "log", "message": f"request {n} ✓", "ts": 1}], "error": None,
+            "http_method": "GET", "http_path": f"/{n}?q=1", "http_status": 200,
+        }
+        for n in range(130)  # more than one INSERT's worth of rows on SQLite
+    ]
+    records[7]["error"] = {"name": "Error", "message": "boom", "stack": ""}
+    Evaluation.objects.insert_records(records)
+    recorded = list(Evaluation.objects.filter(val=val).order_by("duration_ms"))
+    assert len(recorded) == 130
+    seventh = recorded[7]
+    assert seventh.started_at == started + timedelta(milliseconds=7)
+    assert seventh.logs[0]["message"] == "request 7 ✓" and seventh.http_path == "/7?q=1"
+    assert seventh.error["message"] == "boom" and recorded[8].error is None
+    # Fields a record leaves out get their defaults.
+    assert seventh.args == [] and seventh.result is None and seventh.kill_reason == ""
+    assert Evaluation.objects.filter(val=val, error__isnull=True).count() == 129

@@ -32,7 +32,7 @@ def val_host_suffix():
 
 
 def is_val_host(host):
-    return host.split(":")[0].lower().endswith(val_host_suffix())
+    return val_label(host) is not None
 
 
 def _host(scope):
@@ -43,24 +43,47 @@ def _host(scope):
 
 
 def val_label(host):
-    """The "<username>-<valname>" part of a val's hostname."""
-    return host.split(":")[0].lower()[: -len(val_host_suffix())]
+    """The "<username>-<valname>" part of a val's hostname; None for any other host."""
+    name = host.split(":")[0].lower()
+    suffix = val_host_suffix()
+    return name[: -len(suffix)] if name.endswith(suffix) else None
+
+
+class ServedVal:
+    """An HTTP val as the gateway serves it: what one lookup finds, shared by the requests
+    that arrive while it is fresh."""
+
+    def __init__(self, val, code, env):
+        self.val = val
+        self.key = ("val", val.pk, val.version, val.owner_id)  # which warm process serves it
+        self.code = point_imports_at_module_host(code)
+        self.env = env
+        self.library_worker = needs_library_worker(code, val.owner_id)
+        self.redactor = Redactor(env.values())
+        self.limits = runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS)
+        self.max_body_bytes = settings.HTTP_VAL_MAX_BODY_BYTES
+        # What every request's evaluation record shares (see EvaluationWriter).
+        self.record = {
+            "val_id": val.pk,
+            "val_version": val.version,
+            "principal_id": val.owner_id,
+            "trigger": Evaluation.Trigger.HTTP.value,
+            "runner": RUNNER,
+        }
 
 
 def _find_http_val(label):
     username, _, name = label.rpartition("-")
     if not username or not name:
-        return None, None
+        return None
     val = Val.objects.named(username, name).select_related("owner").first()
     # A private val is never served: a visitor to its origin carries no identity to show
     # it is the owner, and a different answer would tell strangers that it exists.
     if val is None or val.privacy == Val.Privacy.PRIVATE:
-        return None, None
+        return None
     code = val.versions.get(number=val.version).code
     env = Secret.objects.filter(owner_id=val.owner_id).environment()
-    # Imports are prepared here, once per lookup, not on every request.
-    library_worker = needs_library_worker(code, val.owner_id)
-    return val, (point_imports_at_module_host(code), env, library_worker)
+    return ServedVal(val, code, env)
 
 
 # Lookups in flight, by event loop and label: concurrent requests for one val share one.
@@ -86,6 +109,8 @@ async def _look_up(label):
             loop.call_later(settings.HTTP_VAL_LOOKUP_SECONDS, _lookups.pop, key, None)
 
         pending.add_done_callback(forget)
+    if pending.done():
+        return pending.result()
     return await asyncio.shield(pending)
 
 
@@ -113,53 +138,51 @@ async def plain_response(send, status, text):
     await send({"type": "http.response.body", "body": body})
 
 
-async def serve(scope, receive, send):
-    label = val_label(_host(scope))
-    val, found = await _look_up(label)
-    if val is None:
+async def serve(scope, receive, send, label=None):
+    if label is None:
+        label = val_label(_host(scope))
+    served = await _look_up(label)
+    if served is None:
         return await plain_response(send, 404, f"No val is served at {label}.\n")
+    val = served.val
     if val.type != Val.Type.HTTP:
         return await plain_response(
             send, 400, f"@{val.owner.username}/{val.name} is a {val.get_type_display().lower()} val, not an HTTP val.\n"
         )
-    code, env, library_worker = found
-    logs = RecordedLogs(Redactor(env.values()))
+    logs = RecordedLogs(served.redactor)
     started_at = timezone.now()
     clock = time.monotonic()
     scope = {**scope, "headers": without_app_cookies(scope.get("headers", []))}
     outcome = await runtime.serve_http(
-        ("val", val.pk, val.version, val.owner_id),
-        code=code,
+        served.key,
+        code=served.code,
         import_grant={"principal_id": val.owner_id},
-        library_worker=library_worker,
-        env=env,
+        library_worker=served.library_worker,
+        env=served.env,
         scope=scope,
         receive=receive,
         send=send,
-        limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
-        max_body_bytes=settings.HTTP_VAL_MAX_BODY_BYTES,
+        limits=served.limits,
+        max_body_bytes=served.max_body_bytes,
         on_call=host_call_handler(val.owner),
         on_log=logs.add,
         tenant=val.owner_id,  # waiting requests take turns by user (runtime/warm.py)
     )
+    query = scope.get("query_string")
     writer.add(
-        Evaluation(
-            val=val,
-            val_version=val.version,
-            principal_id=val.owner_id,
-            trigger=Evaluation.Trigger.HTTP,
-            status=outcome.status,
-            started_at=started_at,
-            finished_at=timezone.now(),
-            duration_ms=outcome.duration_ms or int((time.monotonic() - clock) * 1000),
-            logs=logs.lines,
-            error=recorded_error(outcome.error, logs.redactor),
-            kill_reason=outcome.kill_reason or "",
-            runner=RUNNER,
-            http_method=scope.get("method", ""),
-            http_path=(scope.get("path", "") + ("?" + scope["query_string"].decode("latin-1") if scope.get("query_string") else ""))[:2000],
-            http_status=outcome.http_status,
-        )
+        {
+            **served.record,
+            "status": outcome.status,
+            "started_at": started_at,
+            "finished_at": timezone.now(),
+            "duration_ms": outcome.duration_ms or int((time.monotonic() - clock) * 1000),
+            "logs": logs.lines,
+            "error": recorded_error(outcome.error, logs.redactor),
+            "kill_reason": outcome.kill_reason or "",
+            "http_method": scope.get("method", ""),
+            "http_path": (scope.get("path", "") + ("?" + query.decode("latin-1") if query else ""))[:2000],
+            "http_status": outcome.http_status,
+        }
     )
 
 
@@ -170,8 +193,9 @@ class HttpValRouter:
         self.app = app
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and is_val_host(_host(scope)):
-            return await serve(scope, receive, send)
-        if scope["type"] == "websocket" and is_val_host(_host(scope)):
+        label = val_label(_host(scope)) if scope["type"] in ("http", "websocket") else None
+        if label is None:
+            return await self.app(scope, receive, send)
+        if scope["type"] == "websocket":
             return await send({"type": "websocket.close", "code": 4404})
-        return await self.app(scope, receive, send)
+        return await serve(scope, receive, send, label)

@@ -3,6 +3,8 @@
 import asyncio
 import logging
 
+from asgiref.sync import sync_to_async
+
 from vals.evaluations.models import Evaluation
 
 logger = logging.getLogger(__name__)
@@ -12,15 +14,16 @@ FLUSH_EVERY_SECONDS = 0.5
 
 
 class EvaluationWriter:
-    """Collects finished Evaluation objects and saves them with bulk_create, from one task."""
+    """Collects finished evaluations, as records for Evaluation.objects.insert_records, and
+    writes them in batches, from one task."""
 
     def __init__(self):
         self._pending = []
         self._task = None
         self._wakeup = None
 
-    def add(self, evaluation):
-        self._pending.append(evaluation)
+    def add(self, record):
+        self._pending.append(record)
         if self._task is None or self._task.done():
             self._wakeup = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(self._write_forever())
@@ -41,7 +44,7 @@ class EvaluationWriter:
         if not batch:
             return
         try:
-            await Evaluation.objects.abulk_create(batch)
+            await sync_to_async(Evaluation.objects.insert_records)(batch)
         except Exception:
             logger.exception("Could not record %s evaluations", len(batch))
 
