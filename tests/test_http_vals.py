@@ -163,3 +163,15 @@ async def test_http_val_logs_are_capped_and_storable_like_any_evaluations(alice,
     evaluation = await Evaluation.objects.aget(trigger="http")
     assert "\x00" not in evaluation.logs[0]["message"]
     assert len(evaluation.logs) < 200 and evaluation.logs[-1]["message"].startswith("logs truncated")
+
+
+async def test_a_request_with_an_overlong_method_is_still_recorded_with_the_others(alice):
+    from vals.evaluations.batch import writer
+    from vals.evaluations.models import Evaluation
+
+    await sync_to_async(make_val)(alice, name="echo", type="http", code=ECHO_VAL)
+    await full_request("alice-echo.web.localhost:8000", "/a", "EXTRAORDINARILYLONGMETHOD")
+    await full_request("alice-echo.web.localhost:8000", "/b")
+    await writer.drain()
+    recorded = [e async for e in Evaluation.objects.filter(trigger="http").order_by("http_path")]
+    assert [(e.http_method, e.http_path) for e in recorded] == [("EXTRAORDIN", "/a"), ("GET", "/b")]

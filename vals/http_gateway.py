@@ -179,7 +179,7 @@ async def serve(scope, receive, send, label=None):
             "logs": logs.lines,
             "error": recorded_error(outcome.error, logs.redactor),
             "kill_reason": outcome.kill_reason or "",
-            "http_method": scope.get("method", ""),
+            "http_method": scope.get("method", "")[:10],  # the column's length: a custom method may be longer
             "http_path": (scope.get("path", "") + ("?" + query.decode("latin-1") if query else ""))[:2000],
             "http_status": outcome.http_status,
         }
