@@ -3,6 +3,7 @@
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.utils import timezone
 
 from tests.factory import make_val
 from vals.http_gateway import HttpValRouter, is_val_host, without_app_cookies
@@ -175,3 +176,15 @@ async def test_a_request_with_an_overlong_method_is_still_recorded_with_the_othe
     await writer.drain()
     recorded = [e async for e in Evaluation.objects.filter(trigger="http").order_by("http_path")]
     assert [(e.http_method, e.http_path) for e in recorded] == [("EXTRAORDIN", "/a"), ("GET", "/b")]
+
+
+def test_a_record_the_database_refuses_costs_only_itself_not_its_batch(alice):
+    from vals.evaluations.batch import write
+    from vals.evaluations.models import Evaluation
+
+    val = make_val(alice, name="echo", type="http", code=ECHO_VAL)
+    record = {"val_id": val.pk, "val_version": 1, "principal_id": alice.pk, "trigger": "http", "status": "success",
+              "started_at": timezone.now(), "http_method": "GET"}
+    refused = {**record, "principal_id": None}  # NOT NULL
+    write([{**record, "http_path": "/a"}, refused, {**record, "http_path": "/b"}])
+    assert sorted(Evaluation.objects.values_list("http_path", flat=True)) == ["/a", "/b"]

@@ -43,14 +43,26 @@ class EvaluationWriter:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        try:
-            await sync_to_async(Evaluation.objects.insert_records)(batch)
-        except Exception:
-            logger.exception("Could not record %s evaluations", len(batch))
+        await sync_to_async(write)(batch)
 
     async def drain(self):
         """Write everything now (tests, shutdown)."""
         await self.flush()
+
+
+def write(batch):
+    """Inserts the batch; if that fails, each record on its own, so that one bad record
+    costs only itself."""
+    try:
+        Evaluation.objects.insert_records(batch)
+        return
+    except Exception:
+        logger.warning("Could not record a batch of %s evaluations; trying them one by one", len(batch), exc_info=True)
+    for record in batch:
+        try:
+            Evaluation.objects.insert_records([record])
+        except Exception:
+            logger.exception("Could not record an evaluation of val %s", record.get("val_id"))
 
 
 writer = EvaluationWriter()
