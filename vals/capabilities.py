@@ -3,7 +3,6 @@
 Every call is authorised here from the evaluation's principal: nothing the val says
 about who it is, or whom it writes to, is trusted."""
 
-import re
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -73,9 +72,6 @@ class ApiCalls:
         return ApiCalls(self.depth + 1, self.budget)
 
 
-API_VAL_NAME = re.compile(r"^@?(?P<username>[A-Za-z0-9_-]{1,150})[./](?P<name>[A-Za-z_][A-Za-z0-9_]{0,47})$")
-
-
 async def call_val_as_api(principal, payload, api_calls):
     """api("bob.lib", ...args): runs bob's val as bob, as its own evaluation in bob's
     tracing log, and returns its JSON result. Private vals only for their owner."""
@@ -89,18 +85,14 @@ async def call_val_as_api(principal, payload, api_calls):
     args = payload.get("args", [])
     if not isinstance(args, list):
         raise CapabilityError("api()'s arguments must be a list of JSON values.")
-    match = API_VAL_NAME.match(spelled)
-    val = None
-    if match:
-        val = await Val.objects.named(match["username"], match["name"]).select_related("owner").afirst()
-    if val is None or (val.privacy == Val.Privacy.PRIVATE and (principal is None or principal.pk != val.owner_id)):
+    val = await sync_to_async(Val.objects.callable_as_api)(spelled, principal)
+    if val is None:
         raise CapabilityError(f"api(): there is no val called {spelled!r} that you can call.")
     allowance = api_calls.take()
     evaluation = await runner.start(
         val.owner, val, args, trigger=Evaluation.Trigger.API, api_calls=allowance, limit_running=False
     )
-    await runner.wait_for(evaluation.pk)
-    evaluation = await Evaluation.objects.aget(pk=evaluation.pk)
+    evaluation = await runner.finished(evaluation)
     if evaluation.status != Evaluation.Status.SUCCESS:
         error = evaluation.error or {}
         detail = f"{error.get('name', 'Error')}: {error.get('message', '')}" if error else evaluation.status

@@ -38,6 +38,10 @@ def search_terms(query):
     return re.findall(r"\w+", query or "")[:8]
 
 
+# How api() and /v1/run spell a val: "user.val" or "@user/val".
+API_VAL_NAME = re.compile(r"^@?(?P<username>[A-Za-z0-9_-]{1,150})[./](?P<name>[A-Za-z_][A-Za-z0-9_]{0,47})$")
+
+
 class ValQuerySet(models.QuerySet):
     def public(self):
         return self.filter(privacy=Val.Privacy.PUBLIC)
@@ -57,6 +61,16 @@ class ValQuerySet(models.QuerySet):
 
     def named(self, username, name):
         return self.filter(owner__username__iexact=username, name__iexact=name)
+
+    def callable_as_api(self, spelled, principal):
+        """The val that api("user.val") and /v1/run/user.val name (or "@user/val"), if
+        principal (None: anonymous) may run it as its author; else None, so that someone
+        else's private val is the same answer as one that doesn't exist."""
+        match = API_VAL_NAME.match(spelled)
+        val = self.named(match["username"], match["name"]).select_related("owner").first() if match else None
+        if val is None or (val.privacy == Val.Privacy.PRIVATE and (principal is None or principal.pk != val.owner_id)):
+            return None
+        return val
 
     def newest(self):
         return self.order_by("-created_at", "-id")

@@ -352,8 +352,7 @@ async def run_val(request, val_id: PathId, payload: RunIn, wait: bool = True):
         raise ApiError(429, "too_many_runs", str(busy), {"Retry-After": "5"}) from None
     if not wait:
         return Status(202, evaluation_out(evaluation))
-    await runner.wait_for(evaluation.pk)
-    return Status(200, evaluation_out(await Evaluation.objects.aget(pk=evaluation.pk)))
+    return Status(200, evaluation_out(await runner.finished(evaluation)))
 
 
 # --- Secrets ------------------------------------------------------------------------

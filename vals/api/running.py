@@ -17,7 +17,6 @@ from ninja.responses import Status
 import runtime
 from vals.api.auth import TokenAuth, check_rate, client_ip
 from vals.api.errors import ERRORS, ApiError, Error, bad_request, not_found
-from vals.capabilities import API_VAL_NAME
 from vals.evaluations import runner
 from vals.evaluations.models import Evaluation
 from vals.evaluations.storable import recorded_error, storable
@@ -126,10 +125,8 @@ async def eval_code(request, payload: EvalIn):
 def callable_val(request, spelled):
     """The val named "user.val" (or "@user/val") that the caller may run; a private val of
     someone else is the same 404 as one that doesn't exist."""
-    match = API_VAL_NAME.match(spelled)
-    val = Val.objects.named(match["username"], match["name"]).select_related("owner").first() if match else None
-    principal = caller(request)
-    if val is None or (val.privacy == Val.Privacy.PRIVATE and (principal is None or principal.pk != val.owner_id)):
+    val = Val.objects.callable_as_api(spelled, caller(request))
+    if val is None:
         raise not_found()
     return val
 
@@ -150,8 +147,7 @@ async def run_as_author(request, spelled, args):
         evaluation = await runner.start(val.owner, val, args, trigger=Evaluation.Trigger.API)
     except runner.TooManyRuns as busy:
         raise ApiError(429, "too_many_runs", str(busy), {"Retry-After": "5"}) from None
-    await runner.wait_for(evaluation.pk)
-    evaluation = await Evaluation.objects.aget(pk=evaluation.pk)
+    evaluation = await runner.finished(evaluation)
     if evaluation.status == Evaluation.Status.SUCCESS:
         result = evaluation.result or {}
         return JsonResponse(result.get("value") if result.get("type") == "json" else None, safe=False)

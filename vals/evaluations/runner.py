@@ -71,6 +71,12 @@ async def wait_for(evaluation_id):
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def finished(evaluation):
+    """The evaluation as recorded once it has finished (it must have been started here)."""
+    await wait_for(evaluation.pk)
+    return await Evaluation.objects.aget(pk=evaluation.pk)
+
+
 def _code_of(evaluation):
     return evaluation.val.versions.get(number=evaluation.val_version).code
 
