@@ -2,7 +2,6 @@
 
 from datetime import timedelta
 
-import pytest
 from django.core.management import call_command
 from django.test import override_settings
 from django.utils import timezone

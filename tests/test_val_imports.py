@@ -9,7 +9,6 @@ import subprocess
 
 import httpx
 import pytest
-from django.core import mail
 
 from accounts.models import ApiToken
 from accounts.secrets.models import Secret

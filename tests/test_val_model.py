@@ -2,7 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.test import override_settings
 
-from tests.factory import make_user, make_val
+from tests.factory import make_val
 from vals.models import Val, ValVersion
 
 

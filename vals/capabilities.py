@@ -3,7 +3,6 @@
 Every call is authorised here from the evaluation's principal: nothing the val says
 about who it is, or whom it writes to, is trusted."""
 
-
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.mail import send_mail

@@ -5,7 +5,6 @@ owner, it serves a val's code; with another principal's token, a stub that loads
 val in the Worker; without a token, public vals only.
 """
 
-import functools
 import http.server
 import re
 import threading

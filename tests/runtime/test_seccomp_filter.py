@@ -2,7 +2,6 @@
 process itself, and (with --block-ipv6) no IPv6 sockets. Checked by running the BPF
 program on made-up syscalls, and on real processes."""
 
-import os
 import platform
 import signal
 import struct

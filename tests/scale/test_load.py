@@ -13,7 +13,6 @@ import json
 import os
 import platform
 import re
-import statistics
 import time
 from pathlib import Path
 

@@ -10,7 +10,6 @@ import re
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import connections
-from django.test import Client
 
 from tests.conftest import HTMX
 from tests.factory import make_val
