@@ -41,7 +41,6 @@ class Pool:
         self._slots = []
         self._failing = {}  # slot number -> whether its last start failed
         self._processes = set()
-        self._waiting = 0
         self._waiters = OrderedDict()  # tenant -> deque of futures, in round-robin order
         self._held = Counter()  # tenant -> evaluation processes it holds now
         self._closed = False
@@ -237,7 +236,6 @@ class Pool:
             raise RuntimeBusy(f"runtime busy: {waiting} evaluations are already waiting for a process")
         waiter = asyncio.get_running_loop().create_future()
         queue.append(waiter)
-        self._waiting += 1
         try:
             async with asyncio.timeout(self.config.wait_timeout_seconds):
                 return await waiter  # _dispatch counted it as held
@@ -257,7 +255,6 @@ class Pool:
                 self._give_back(tenant)
             raise
         finally:
-            self._waiting -= 1
             if not waiter.done():
                 waiter.cancel()  # _dispatch skips it
 

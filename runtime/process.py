@@ -95,14 +95,29 @@ def read_status(pid, *fields):
     return found
 
 
+def stat_fields(pid):
+    """The fields of /proc/<pid>/stat after the command name (the state first), or None
+    once the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", errors="replace") as stat:
+            # The command name (field 2) may hold spaces; what follows its ")" is fixed.
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def is_gone(pid):
+    """Whether the process has exited: no longer there, or a zombie."""
+    fields = stat_fields(pid)
+    return not fields or fields[0] in ("Z", "X")
+
+
 def read_cpu_seconds(pid):
     """User plus system CPU time a live process has used, in seconds, or None."""
+    fields = stat_fields(pid)
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            # The command name (field 2) may hold spaces; what follows its ")" is fixed.
-            fields = stat.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError):
         return None
 
 
@@ -284,14 +299,7 @@ class DenoProcess:
         after it happens (later still on a busy machine), so a process it still counts as
         running may already be gone, or a zombie. One read of /proc: for handing a
         process out, not for every request's check."""
-        if not self.alive:
-            return False
-        try:
-            with open(f"/proc/{self.proc.pid}/stat", "rb") as stat:
-                state = stat.read().rpartition(b")")[2].split()[0]
-        except (FileNotFoundError, ProcessLookupError, IndexError):
-            return False
-        return state not in (b"Z", b"X")
+        return self.alive and not is_gone(self.proc.pid)
 
     # --- Start-up ------------------------------------------------------------
 
@@ -606,8 +614,7 @@ class DenoProcess:
                 pass
 
     async def _close(self):
-        self.kill()
-        grants.revoke(self.import_token)
+        self.kill()  # which revokes its import grant
         if self.proc:
             pipes = (self.proc.stdout, self.proc.stderr)
             drains = [_drain_if_abandoned(task, pipe) for task, pipe in zip(self.output_tasks, pipes)]

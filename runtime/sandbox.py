@@ -170,6 +170,7 @@ def reloaded_prefixes(config):
 
 def deno_command(config, socket_path, denied):
     deno_path, harness = installed_deno(config), installed_harness(config)
+    reloaded = reloaded_prefixes(config)
     return [
         deno_path,
         "run",
@@ -181,7 +182,7 @@ def deno_command(config, socket_path, denied):
         "--allow-net",
         "--deny-net=" + ",".join(denied),
         "--allow-import=" + ",".join(import_hosts(config)),
-        *(["--reload=" + ",".join(reloaded_prefixes(config))] if reloaded_prefixes(config) else []),
+        *(["--reload=" + ",".join(reloaded)] if reloaded else []),
         # Lets the harness start Restricted Library Mode's Worker with fewer permissions.
         "--unstable-worker-options",
         # The harness sets the evaluation's secrets, and must delete everything else.

@@ -34,7 +34,7 @@ from collections import OrderedDict, deque
 
 from runtime import protocol, sandbox
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
-from runtime.process import FRAME_OVERHEAD_BYTES, DenoProcess, StartupFailed, read_cpu_seconds
+from runtime.process import FRAME_OVERHEAD_BYTES, DenoProcess, StartupFailed, is_gone, read_cpu_seconds
 from runtime.result import ERROR, KILLED, REASON_CRASHED, REASON_MEMORY, REASON_TIMEOUT
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,6 @@ class WarmProcess:
         self.retiring = False
         self.kill_reason = None  # set when the host itself kills it
         self.rss = 0
-        self.peak_rss = 0
         self.cpu_seconds = 0.0
         self.idle_timer = None
         self._tasks = []
@@ -216,7 +215,6 @@ class WarmProcess:
             rss = self.process.poll_status()
             if rss is not None:
                 self.rss = rss
-                self.peak_rss = max(self.peak_rss, rss)
                 if rss > cap:
                     self.kill(REASON_MEMORY)
                     return
@@ -243,7 +241,7 @@ class WarmProcess:
 
     def exit_outcome(self):
         """(status, kill_reason, error) for the requests a dead process left unfinished."""
-        peak = self.peak_rss or None
+        peak = (self.process.peak_rss if self.process is not None else 0) or None  # poll_status() keeps it
         if self.kill_reason == REASON_MEMORY:
             return KILLED, REASON_MEMORY, {
                 "name": "OutOfMemoryError",
@@ -371,12 +369,6 @@ class WarmPool:
         self._dispatch_again = False
         self._background = set()
         self._closed = False
-        self.processes_started = 0
-
-    @property
-    def warm_processes(self):
-        """The processes taking requests, by key (for tests and monitoring)."""
-        return dict(self._by_key)
 
     def _live_count(self):
         return len(self._by_key) + len(self._retiring)
@@ -502,8 +494,8 @@ class WarmPool:
         warm.admitted.remove(exchange)
         warm.exchanges.pop(exchange.request_id, None)
         if not warm.retiring and warm.alive and warm.loaded.done() and warm.worn_out():
-            self.retire(warm)
-        if warm.idle:
+            self.retire(warm)  # which closes it at once if it is idle
+        elif warm.idle:
             if warm.retiring:
                 self._close_soon(warm)
             elif self._by_key.get(warm.key) is warm:
@@ -608,7 +600,6 @@ class WarmPool:
         except BaseException:
             await self._discard(process, lease)
             raise
-        self.processes_started += 1
         return process, lease
 
     async def _take_spare(self):
@@ -696,11 +687,5 @@ class WarmPool:
 def _wait_until_dead(pid, timeout=2.0):
     """Until the SIGKILLed process `pid` is gone or a zombie (its threads are gone)."""
     deadline = time.monotonic() + timeout
-    while pid is not None and time.monotonic() < deadline:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                if stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X"):
-                    return
-        except (OSError, IndexError):
-            return
+    while pid is not None and time.monotonic() < deadline and not is_gone(pid):
         time.sleep(0.005)

@@ -104,16 +104,6 @@ export class Channel {
     this.#queue(json);
   }
 
-  /**
-   * Keeps the process alive until the host kills it (it never writes again), so it
-   * doesn't exit by itself while the host is still reading its memory figures.
-   */
-  async waitForTheEnd(): Promise<void> {
-    while ((await this.receive()) !== null) {
-      // Nothing more is expected from the host.
-    }
-  }
-
   /** The last resort when a result can't be encoded (a val broke JSON for objects). */
   sendUnencodableResult(): void {
     this.#queue(UNENCODABLE_RESULT);
