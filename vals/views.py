@@ -98,10 +98,17 @@ def _val_page_context(request, val, old_version=None, form=None):
         "fork_count": forks.count(),
         "parent_visible": val.forked_from is not None and val.forked_from.is_visible_to(request.user),
         "takes_args": default_export_is_a_function(val.code),
-        "imports": val.imports_visible_to(request.user),
-        "used_by": val.used_by_visible_to(request.user),
         **_cron_context(request, val),
     }
+
+
+def _render_val_page(request, val, old_version=None, form=None, status=200):
+    """The val's page: the context a save's fragment shares, and what only the page shows,
+    the vals it imports and those that import it (queries a save needn't pay for)."""
+    context = _val_page_context(request, val, old_version=old_version, form=form)
+    context["imports"] = val.imports_visible_to(request.user)
+    context["used_by"] = val.used_by_visible_to(request.user)
+    return render(request, "vals/val.html", context, status=status)
 
 
 def _cron_context(request, val, schedule_form=None):
@@ -114,8 +121,7 @@ def _cron_context(request, val, schedule_form=None):
 @require_GET
 def val_page(request, username, name):
     val = _get_val_for_viewer(request, username, name)
-    context = _val_page_context(request, val, old_version=_requested_version(request, val))
-    return render(request, "vals/val.html", context)
+    return _render_val_page(request, val, old_version=_requested_version(request, val))
 
 
 @login_required
@@ -132,7 +138,7 @@ def val_save(request, val_id):
         if request.htmx:
             return render(request, "vals/_save_result.html", {"form": form, "val": val}, status=200)
         val.refresh_from_db()
-        return render(request, "vals/val.html", _val_page_context(request, val, form=form), status=400)
+        return _render_val_page(request, val, form=form, status=400)
     val.refresh_from_db()
     if request.htmx:
         context = {**_val_page_context(request, val), "saved": True, "created": created}
