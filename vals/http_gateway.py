@@ -16,7 +16,7 @@ import runtime
 from accounts.secrets.models import Redactor, Secret
 from vals.capabilities import host_call_handler
 from vals.imports import point_imports_at_module_host
-from vals.module_host import needs_library_worker
+from vals.module_host import needs_library_worker, principal_for_evaluation
 from vals.evaluations.batch import writer
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.storable import RecordedLogs, recorded_error
@@ -53,12 +53,12 @@ class ServedVal:
     """An HTTP val as the gateway serves it: what one lookup finds, shared by the requests
     that arrive while it is fresh."""
 
-    def __init__(self, val, code, env):
+    def __init__(self, val, env):
         self.val = val
         self.key = ("val", val.pk, val.version, val.owner_id)  # which warm process serves it
-        self.code = point_imports_at_module_host(code)
+        self.code = point_imports_at_module_host(val.code)
         self.env = env
-        self.library_worker = needs_library_worker(code, val.owner_id)
+        self.library_worker = needs_library_worker(val.code, val.owner_id)
         self.redactor = Redactor(env.values())
         self.limits = runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS)
         self.max_body_bytes = settings.HTTP_VAL_MAX_BODY_BYTES
@@ -81,9 +81,8 @@ def _find_http_val(label):
     # it is the owner, and a different answer would tell strangers that it exists.
     if val is None or val.privacy == Val.Privacy.PRIVATE:
         return None
-    code = val.versions.get(number=val.version).code
     env = Secret.objects.filter(owner_id=val.owner_id).environment()
-    return ServedVal(val, code, env)
+    return ServedVal(val, env)
 
 
 # Lookups in flight, by event loop and label: concurrent requests for one val share one.
@@ -156,7 +155,7 @@ async def serve(scope, receive, send, label=None):
     outcome = await runtime.serve_http(
         served.key,
         code=served.code,
-        import_grant={"principal_id": val.owner_id},
+        import_grant=principal_for_evaluation(val.owner),
         library_worker=served.library_worker,
         env=served.env,
         scope=scope,

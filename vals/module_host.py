@@ -48,7 +48,9 @@ def resolve_star_exports(specifier):
     val = Val.objects.named(username, name).exclude(privacy=Val.Privacy.PRIVATE).first()
     if val is None:
         return None
-    version = val.versions.filter(number=val.version if number is None else number).first()
+    if number is None:
+        return val.code  # the latest version's, kept with the val
+    version = val.versions.filter(number=number).first()
     return version.code if version else None
 
 
@@ -60,16 +62,19 @@ def val_module(request, username, name):
     val = Val.objects.named(username, name).select_related("owner").first()
     if val is None or (val.privacy == Val.Privacy.PRIVATE and val.owner_id != principal_id):
         raise Http404("No such val.")
-    version = _requested_version(request, val) or val.versions.get(number=val.version)
+    version = _requested_version(request, val)
+    # The latest version's number and code are kept with the val itself.
+    number, code = (version.number, version.code) if version else (val.version, val.code)
     pinned = "v" in request.GET
     if from_sandbox and val.owner_id != principal_id:
         # Pinned to what is latest now, so the Worker loads exactly the code described here.
-        url = f"{imports.library_root()}/v/{val.owner.username}/{val.name}.ts?v={version.number}"
-        names = imports.export_names(version.code, resolve_star=resolve_star_exports)
+        url = f"{imports.library_root()}/v/{val.owner.username}/{val.name}.ts?v={number}"
+        names = imports.export_names(code, resolve_star=resolve_star_exports)
         response = HttpResponse(imports.library_stub(url, names), content_type=TYPESCRIPT)
         response["Cache-Control"] = "no-store"
         return response
-    code = imports.point_imports_at_module_host(version.code) if from_sandbox else version.code
+    if from_sandbox:
+        code = imports.point_imports_at_module_host(code)
     response = HttpResponse(code, content_type=TYPESCRIPT)
     if from_sandbox or val.privacy == Val.Privacy.PRIVATE:
         response["Cache-Control"] = "private, no-store"
@@ -89,14 +94,17 @@ def needs_library_worker(code, principal_id, limit=100):
         if (username.lower(), name.lower(), number) in seen:
             continue
         seen.add((username.lower(), name.lower(), number))
-        val = Val.objects.named(username, name).only("id", "owner_id", "privacy", "version").first()
+        val = Val.objects.named(username, name).only("id", "owner_id", "privacy", "code").first()
         if val is None:
             continue
         if val.owner_id != principal_id:
             if val.privacy != Val.Privacy.PRIVATE:
                 return True
             continue
-        version = val.versions.filter(number=val.version if number is None else number).only("code").first()
+        if number is None:
+            pending.extend(imports.imported_vals(val.code))  # the latest version's
+            continue
+        version = val.versions.filter(number=number).only("code").first()
         if version is not None:
             pending.extend(imports.imported_vals(version.code))
     return False
