@@ -31,7 +31,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import models, transaction
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.db.models.functions import Left
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -204,9 +204,10 @@ class BlobStore:
 
     def _check_quota(self, existing, size):
         others = self.blobs.exclude(pk=existing.pk) if existing else self.blobs
-        if existing is None and others.count() >= settings.BLOB_MAX_KEYS:
+        totals = others.aggregate(keys=Count("pk"), used=Sum("size"))
+        if existing is None and totals["keys"] >= settings.BLOB_MAX_KEYS:
             raise BlobError(f"blob quota exceeded: you have {settings.BLOB_MAX_KEYS:,} keys, the most allowed")
-        used, quota = others.usage(), settings.BLOB_QUOTA_BYTES
+        used, quota = totals["used"] or 0, settings.BLOB_QUOTA_BYTES
         if used + size > quota:
             raise BlobError(
                 f"blob quota exceeded: {_size(used)} of {_size(quota)} used, "

@@ -316,7 +316,7 @@ if HTTPS:
     # other host, so an HTTP val on a sibling subdomain can't plant a session or CSRF cookie.
     SESSION_COOKIE_NAME = "__Host-sessionid"
     CSRF_COOKIE_NAME = "__Host-csrftoken"
-CSRF_TRUSTED_ORIGINS = [f"{urlparse(SITE_ROOT).scheme}://{urlparse(SITE_ROOT).netloc}", *env_list("CSRF_TRUSTED_ORIGINS")]
+CSRF_TRUSTED_ORIGINS = [f"{_site.scheme}://{_site.netloc}", *env_list("CSRF_TRUSTED_ORIGINS")]
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
