@@ -79,12 +79,15 @@ class Exchange:
         self.request_id = None
         self.host_calls = None
         self.guest_has_it = False  # the guest is handling the request and hasn't ended it
-        self.http_status = None
-        self.response_started = False
+        self.http_status = None  # set once the response has started
         self.client_disconnected = False
         self._body_pump = None
         self._outbox = []  # ASGI messages to send in one go
         self._credit_due = 0
+
+    @property
+    def response_started(self):
+        return self.http_status is not None
 
     async def serve(self):
         started = time.monotonic()
@@ -262,7 +265,6 @@ class Exchange:
         if kind == "response" and not self.response_started:
             # The whole response at once: the head, a body of at most one chunk, the end.
             self.guest_has_it = False
-            self.response_started = True
             self.http_status = message["status"]
             try:
                 body = base64.b64decode(message["data"], validate=True)
@@ -274,7 +276,6 @@ class Exchange:
             self._outbox.append({"type": "http.response.body", "body": body, "more_body": False})
             return HttpOutcome(status=SUCCESS, http_status=self.http_status, response_complete=True)
         if kind == "head" and not self.response_started:
-            self.response_started = True
             self.http_status = message["status"]
             self._outbox.append(
                 {"type": "http.response.start", "status": message["status"], "headers": _headers(message["headers"])}
@@ -334,7 +335,6 @@ class Exchange:
         """A plain page: nothing of the val's error reaches the visitor."""
         body = f"{status} {REASON_PHRASES[status]}\n".encode()
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
-        self.response_started = True
         self.http_status = status
         self._outbox.append({"type": "http.response.start", "status": status, "headers": headers + list(extra_headers)})
         self._outbox.append({"type": "http.response.body", "body": body, "more_body": False})

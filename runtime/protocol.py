@@ -140,6 +140,16 @@ def parse_message(line, nonce=None):
     return message if valid is not None and valid(message) else None
 
 
+def _is_response_head(m):
+    """A response's status and headers, as "head" and "response" messages carry them."""
+    return (
+        _is_request_id(m.get("request"))
+        and isinstance(m.get("status"), int)
+        and 100 <= m["status"] <= 599
+        and _is_header_list(m.get("headers"))
+    )
+
+
 VALID_MESSAGES = {
     "log": lambda m: (
         m.get("level") in LOG_LEVELS
@@ -156,19 +166,8 @@ VALID_MESSAGES = {
         _is_request_id(m.get("id")) and _is_request_id(m.get("request"), optional=True) and isinstance(m.get("name"), str)
     ),
     "loaded": lambda m: m.get("ok") is True or (m.get("ok") is False and isinstance(m.get("error"), dict)),
-    "head": lambda m: (
-        _is_request_id(m.get("request"))
-        and isinstance(m.get("status"), int)
-        and 100 <= m["status"] <= 599
-        and _is_header_list(m.get("headers"))
-    ),
-    "response": lambda m: (
-        _is_request_id(m.get("request"))
-        and isinstance(m.get("status"), int)
-        and 100 <= m["status"] <= 599
-        and _is_header_list(m.get("headers"))
-        and isinstance(m.get("data"), str)
-    ),
+    "head": _is_response_head,
+    "response": lambda m: _is_response_head(m) and isinstance(m.get("data"), str),
     "chunk": lambda m: _is_request_id(m.get("request")) and isinstance(m.get("data"), str),
     "end": lambda m: _is_request_id(m.get("request")),
     "fail": lambda m: _is_request_id(m.get("request")) and isinstance(m.get("error"), dict),
