@@ -11,3 +11,16 @@ def make_user(username, **extra):
 
 def make_val(owner, name="hello", code='export default () => "hi";\n', **extra):
     return Val.create(owner=owner, name=name, code=code, **extra)
+
+
+def ticking_val(lines):
+    """A val that logs "line 0", "line 1", ... one every 100 ms, then returns "done"."""
+    return f"""\
+export default async function () {{
+  for (let i = 0; i < {lines}; i++) {{
+    console.log(`line ${{i}}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }}
+  return "done";
+}}
+"""

@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from tests.factory import make_user, make_val
-from tests.live import LiveServer
+from tests.live import LiveServer, quiet_server_before_flush  # noqa: F401 (an autouse fixture)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,21 +8,13 @@ from asgiref.sync import sync_to_async
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 
-from tests.factory import make_user, make_val
+from tests.factory import make_user, make_val, ticking_val
 from valtown.routing import websocket_urlpatterns
 from vals.evaluations import runner
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-TICKING_VAL = """\
-export default async function () {
-  for (let i = 0; i < 20; i++) {
-    console.log(`line ${i}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return "done";
-}
-"""
+TICKING_VAL = ticking_val(20)
 
 
 def connect_as(user, evaluation_id, query=""):

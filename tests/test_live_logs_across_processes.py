@@ -12,22 +12,14 @@ import websockets
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from tests.factory import make_user, make_val
+from tests.factory import make_user, make_val, ticking_val
 from tests.live import LiveServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REDIS_URL = "redis://127.0.0.1:6379/14"
 
-TICKING_VAL = """\
-export default async function () {
-  for (let i = 0; i < 15; i++) {
-    console.log(`line ${i}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return "done";
-}
-"""
+TICKING_VAL = ticking_val(15)
 
 
 @pytest.fixture

@@ -16,8 +16,8 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from tests.factory import make_user, make_val
-from tests.live import LiveServer, SchedulerProcess, child_pids, free_port
+from tests.factory import make_user, make_val, ticking_val
+from tests.live import LiveServer, SchedulerProcess, child_pids, free_port, quiet_server_before_flush  # noqa: F401 (an autouse fixture)
 from tests.scale.helpers import Visitor, read_log, streamed_live, val_host, wait_until
 from vals.blob import Blob
 from vals.evaluations.models import Evaluation
@@ -43,15 +43,7 @@ export default async (quick) => {
 };
 """
 
-TICKING_VAL = """\
-export default async function () {
-  for (let i = 0; i < 12; i++) {
-    console.log(`line ${i}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return "done";
-}
-"""
+TICKING_VAL = ticking_val(12)
 
 
 # Web processes without the embedded scheduler, so that only the tests' schedulers run crons.
@@ -79,8 +71,7 @@ def server(django_db_setup, django_db_blocker):
 
 def http_records(count):
     """The gateway's records once all `count` have been written (they are batched)."""
-    records = wait_until(lambda: Evaluation.objects.filter(trigger="http").count() >= count, timeout=10, message=f"{count} HTTP records")
-    assert records
+    wait_until(lambda: Evaluation.objects.filter(trigger="http").count() >= count, timeout=10, message=f"{count} HTTP records")
     return list(Evaluation.objects.filter(trigger="http").order_by("id"))
 
 

@@ -23,7 +23,7 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from tests.factory import make_user, make_val
+from tests.factory import make_user, make_val, ticking_val
 from tests.live import ROOT, database_url_for_tests, free_port
 from tests.scale.helpers import Visitor, streamed_live, val_host, wait_until
 from vals.evaluations.models import Evaluation
@@ -49,15 +49,7 @@ pytestmark = [
     pytest.mark.skipif(not redis_is_up(), reason=f"no Redis at {REDIS_URL}"),
 ]
 
-TICKING_VAL = """\
-export default async function () {
-  for (let i = 0; i < 6; i++) {
-    console.log(`line ${i}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  return "done";
-}
-"""
+TICKING_VAL = ticking_val(6)
 
 
 class Web:
