@@ -8,6 +8,8 @@ import shutil
 
 import pytest
 
+from tests.live import LiveServer
+
 CHROMIUM = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -45,3 +47,20 @@ def page(browser):
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def live_daphne(transactional_db):
+    """The platform under daphne, as `make run` serves it."""
+    server = LiveServer()
+    yield server
+    server.stop()
+
+
+def log_in(page, server, username, password):
+    """Signs in through the login form, as a person would."""
+    page.goto(server.url + "/accounts/login/")
+    page.fill("input[name=login]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(server.url + "/")

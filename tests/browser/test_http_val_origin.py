@@ -2,8 +2,8 @@
 
 import pytest
 
+from tests.browser.conftest import log_in
 from tests.factory import make_val
-from tests.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -16,22 +16,11 @@ export default (req: Request) => new Response(`<!doctype html>
 """
 
 
-@pytest.fixture
-def live_daphne(transactional_db):
-    server = LiveServer()
-    yield server
-    server.stop()
-
-
 def test_a_val_page_cannot_see_the_apps_session_or_csrf_cookie(page, live_daphne, django_user_model):
     alice = django_user_model.objects.create_user("alice", "alice@example.com", "correct horse 1")
     make_val(alice, name="snoop", type="http", code=SNOOPING_VAL)
     base = live_daphne.url
-    page.goto(base + "/accounts/login/")
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", "correct horse 1")
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
+    log_in(page, live_daphne, "alice", "correct horse 1")
     cookies = {c["name"] for c in page.context.cookies(base)}
     assert {"sessionid", "csrftoken"} <= cookies
 

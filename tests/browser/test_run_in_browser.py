@@ -4,7 +4,6 @@ in the tracing log."""
 
 import pytest
 
-from tests.live import LiveServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -17,13 +16,6 @@ export default async function (name = "world") {
   return { greeting: `hello ${name}` };
 }
 """
-
-
-@pytest.fixture
-def live_daphne(transactional_db):
-    server = LiveServer()
-    yield server
-    server.stop()
 
 
 def test_the_whole_loop_works_in_a_browser(page, live_daphne):

@@ -5,6 +5,7 @@ and the browser reports no violation on the way."""
 import httpx
 import pytest
 
+from tests.browser.conftest import log_in
 from tests.factory import make_val
 from tests.live import LiveServer, free_port
 
@@ -49,11 +50,7 @@ def test_the_app_works_under_its_content_security_policy(page, live_daphne, djan
     violations = record_violations(page)
     base = live_daphne.url
 
-    page.goto(base + "/accounts/login/")
-    page.fill("input[name=login]", "alice")
-    page.fill("input[name=password]", "correct horse 1")
-    page.click("button[type=submit]")
-    page.wait_for_url(base + "/")
+    log_in(page, live_daphne, "alice", "correct horse 1")
     assert "script-src 'self'" in page.request.get(base + "/").headers["content-security-policy"]
 
     # The editor loads, saves through htmx, and Run streams logs over the websocket.

@@ -3,7 +3,6 @@ five wrong passwords lock one account for five minutes, ten lock out one address
 minute, and a flood of sign-in posts gets 429."""
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tests.factory import make_user
@@ -11,12 +10,7 @@ from tests.factory import make_user
 TOO_MANY = "Too many failed login attempts. Try again later."
 
 
-@pytest.fixture(autouse=True)
-def fresh_counters():
-    # The counters live in the cache, which outlives a test's database transaction.
-    cache.clear()
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_rate_limits")
 
 
 def log_in(client, login, password, ip="203.0.113.7"):

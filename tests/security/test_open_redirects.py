@@ -5,7 +5,6 @@ val's origin counts as leaving: anyone can put a page there that looks like ours
 from urllib.parse import urlparse
 
 import pytest
-from django.core.cache import cache
 from django.test import Client
 
 from tests.factory import make_user
@@ -28,11 +27,7 @@ ELSEWHERE = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def fresh_counters():
-    cache.clear()  # sign-in rate limits
-    yield
-    cache.clear()
+pytestmark = pytest.mark.usefixtures("fresh_rate_limits")
 
 
 def assert_stays_on_site(response):

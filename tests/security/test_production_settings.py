@@ -97,17 +97,22 @@ def production_settings(settings, production):
     return settings
 
 
-def test_check_deploy_is_clean_under_production_settings():
+def check_deploy(env):
+    """`manage.py check --deploy` with env as the whole environment: (exit code, output)."""
     process = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
         cwd=ROOT,
-        env=clean_environment(PRODUCTION_ENV),
+        env=clean_environment(env),
         capture_output=True,
         text=True,
         timeout=60,
     )
-    output = process.stdout + process.stderr
-    assert process.returncode == 0, output
+    return process.returncode, process.stdout + process.stderr
+
+
+def test_check_deploy_is_clean_under_production_settings():
+    returncode, output = check_deploy(PRODUCTION_ENV)
+    assert returncode == 0, output
     assert "System check identified no issues (0 silenced)." in output
 
 
@@ -128,15 +133,8 @@ def guide_environment():
 def test_the_deploy_guides_environment_passes_check_deploy():
     env = guide_environment()
     assert env["DEBUG"] == "false" and env["SITE_ROOT"].startswith("https://")
-    process = subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=clean_environment(env),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert process.returncode == 0, process.stdout + process.stderr
+    returncode, output = check_deploy(env)
+    assert returncode == 0, output
 
 
 def test_production_refuses_to_start_without_a_secret_key():
