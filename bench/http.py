@@ -45,7 +45,10 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 HANDLER = 'export default (req: Request) => new Response("Hello, world!");\n'
-THROUGHPUT_SECONDS = 5
+KINDS = ["raw_asgi", "bare_deno", "val", "gateway"]
+ROUNDS = 5
+ROUND_SECONDS = 2
+WARM_UP_SECONDS = 1
 THROUGHPUT_CONNECTIONS = 8
 LATENCY_SECONDS = 3
 HELLO = b"Hello, world!"
@@ -248,60 +251,90 @@ def wrk_load(port, connections, seconds, host=None):
     return {"rate": rate, "p50_ms": p50_ms, "failures": int(errors.group(1)) if errors else 0}
 
 
-def measure(port, use_wrk, host=None):
-    """Throughput with several connections, then p50 latency with one."""
+def measure_throughput(port, use_wrk, host=None):
+    """Requests per second with several connections, after a short warm-up (an idle val's
+    process may have been retired while the other servers were measured)."""
     load = wrk_load if use_wrk else load_in_a_subprocess
-    throughput = load(port, THROUGHPUT_CONNECTIONS, THROUGHPUT_SECONDS, host)
-    latency = load(port, 1, LATENCY_SECONDS, host)
-    return {
-        "requests_per_second": throughput["rate"],
-        "p50_ms": latency["p50_ms"],
-        "loaded_p50_ms": throughput["p50_ms"],
-        "failures": throughput["failures"] + latency["failures"],
-    }
+    load(port, THROUGHPUT_CONNECTIONS, WARM_UP_SECONDS, host)
+    return load(port, THROUGHPUT_CONNECTIONS, ROUND_SECONDS, host)
 
 
-def warm_up(port, use_wrk, host=None):
-    """A short run first, so JITs are warm and every connection path has been taken."""
-    (wrk_load if use_wrk else load_in_a_subprocess)(port, THROUGHPUT_CONNECTIONS, 1, host)
+def measure_latency(port, use_wrk, host=None):
+    """p50 latency of one connection making one request at a time."""
+    load = wrk_load if use_wrk else load_in_a_subprocess
+    load(port, 1, WARM_UP_SECONDS, host)
+    return load(port, 1, LATENCY_SECONDS, host)
+
+
+def start_all(work_dir):
+    """Every server, answering and warm: {kind: (process, port, host)}."""
+    servers = {}
+    for kind in KINDS:
+        port = free_port()
+        host = GATEWAY_HOST if kind == "gateway" else None
+        servers[kind] = (start_server(kind, port, work_dir), port, host)
+        wait_until_answering(*servers[kind])
+    return servers
+
+
+def stop_all(servers):
+    for server, _, _ in servers.values():
+        server.terminate()
+    for server, _, _ in servers.values():
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+
+
+def interleaved_rounds(servers, use_wrk):
+    """{kind: [its result in each round]}. Each round measures every server once, in an
+    order that rotates from round to round, so that a burst of load from the machine's
+    other tenants falls on one round of every server alike, not on one server's figure."""
+    results = {kind: [] for kind in KINDS}
+    for number in range(ROUNDS):
+        shift = number % len(KINDS)
+        for kind in KINDS[shift:] + KINDS[:shift]:
+            _, port, host = servers[kind]
+            results[kind].append(measure_throughput(port, use_wrk, host))
+    return results
+
+
+def ratio(results, kind, baseline):
+    """The median over rounds of kind's throughput over baseline's in the same round."""
+    return statistics.median(mine["rate"] / theirs["rate"] for mine, theirs in zip(results[kind], results[baseline]))
 
 
 def main():
     use_wrk = shutil.which("wrk") is not None and os.environ.get("BENCH_HTTP_LOAD") != "python"
-    figures = {}
     work_dir = tempfile.mkdtemp(prefix="bench-http-")
-    for kind in ("raw_asgi", "bare_deno", "val", "gateway"):
-        port = free_port()
-        host = GATEWAY_HOST if kind == "gateway" else None
-        server = start_server(kind, port, work_dir)
-        try:
-            wait_until_answering(server, port, host)
-            warm_up(port, use_wrk, host)
-            result = measure(port, use_wrk, host)
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
-        if result["failures"]:
-            raise SystemExit(f"{kind}: {result['failures']} requests failed")
-        for name, value in result.items():
-            if name != "failures":
-                figures[f"http_{kind}_{name}"] = value
-    shutil.rmtree(work_dir, ignore_errors=True)
+    servers = start_all(work_dir)
+    try:
+        results = interleaved_rounds(servers, use_wrk)
+        latencies = {kind: measure_latency(port, use_wrk, host) for kind, (_, port, host) in servers.items()}
+    finally:
+        stop_all(servers)
+        shutil.rmtree(work_dir, ignore_errors=True)
+    for kind in KINDS:
+        failures = sum(result["failures"] for result in results[kind]) + latencies[kind]["failures"]
+        if failures:
+            raise SystemExit(f"{kind}: {failures} requests failed")
 
-    figures["http_val_over_raw_asgi"] = figures["http_val_requests_per_second"] / figures["http_raw_asgi_requests_per_second"]
-    figures["http_val_over_bare_deno"] = (
-        figures["http_val_requests_per_second"] / figures["http_bare_deno_requests_per_second"]
-    )
-    figures["http_gateway_over_raw_asgi"] = (
-        figures["http_gateway_requests_per_second"] / figures["http_raw_asgi_requests_per_second"]
-    )
+    figures = {}
+    for kind in KINDS:
+        figures[f"http_{kind}_requests_per_second"] = statistics.median(result["rate"] for result in results[kind])
+        figures[f"http_{kind}_p50_ms"] = latencies[kind]["p50_ms"]
+        figures[f"http_{kind}_loaded_p50_ms"] = statistics.median(result["p50_ms"] for result in results[kind])
+    figures["http_val_over_raw_asgi"] = ratio(results, "val", "raw_asgi")
+    figures["http_val_over_bare_deno"] = ratio(results, "val", "bare_deno")
+    figures["http_gateway_over_raw_asgi"] = ratio(results, "gateway", "raw_asgi")
     generator = "wrk -t1" if use_wrk else "python asyncio client"
     print(f"machine: {os.cpu_count()} cores, uid={os.geteuid()}, load generator: {generator}, "
-          f"{THROUGHPUT_CONNECTIONS} connections for throughput, 1 for p50")
+          f"{THROUGHPUT_CONNECTIONS} connections for throughput in {ROUNDS} interleaved rounds of "
+          f"{ROUND_SECONDS} s, 1 connection for p50")
+    for kind in KINDS:
+        print(f"rounds {kind}: " + " ".join(f"{result['rate']:.0f}" for result in results[kind]) + " requests/s")
     for name, value in figures.items():
         print(f"BENCH {name} {value:.2f}")
 
