@@ -67,7 +67,7 @@ def _finish_on_shutdown():
         from vals.evaluations.batch import writer
         from vals.evaluations.models import RUNNER, Evaluation
 
-        await writer.drain()
+        await writer.close()
         await Evaluation.objects.running().filter(runner=RUNNER).aupdate(
             status=Evaluation.Status.INTERRUPTED, kill_reason="interrupted: the server stopped while it ran", finished_at=timezone.now()
         )

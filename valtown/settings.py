@@ -260,6 +260,11 @@ EVALUATION_MAX_LOG_BYTES = env_int("EVALUATION_MAX_LOG_BYTES", 1024 * 1024)
 EVALUATION_MAX_RUNNING_PER_USER = env_int("EVALUATION_MAX_RUNNING_PER_USER", 4)
 EVALUATION_KEEP_PER_VAL = env_int("EVALUATION_KEEP_PER_VAL", 200)
 EVALUATION_KEEP_DAYS = env_int("EVALUATION_KEEP_DAYS", 30)
+# Who writes HTTP vals' evaluation records: "process", a recordevaluations process each
+# server starts, or "thread", a thread of the server (see vals/evaluations/batch.py).
+EVALUATION_WRITER = env_str("EVALUATION_WRITER", "process")
+if EVALUATION_WRITER not in ("process", "thread"):
+    raise ImproperlyConfigured('EVALUATION_WRITER must be "process" or "thread".')
 
 # Cron vals run at most this often. Tests lower it.
 CRON_MIN_INTERVAL_SECONDS = env_int("CRON_MIN_INTERVAL_SECONDS", 60)
@@ -370,6 +375,9 @@ if "pytest" in sys.modules or "test" in sys.argv[1:2] or env_bool("VALTOWN_TESTI
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Tests save a val and request it at once.
     HTTP_VAL_LOOKUP_SECONDS = env_float("HTTP_VAL_LOOKUP_SECONDS", 0)
+    if "pytest" in sys.modules:
+        # A test's records must land in its own transaction. (Servers it starts keep "process".)
+        EVALUATION_WRITER = env_str("EVALUATION_WRITER", "thread")
     EMAIL_BACKEND = env_str("TEST_EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         # A file, not memory, so that a real server started by a test (tests/live.py) shares it.
