@@ -34,6 +34,7 @@ size cap, and anything malformed is dropped.
 import json
 import re
 import secrets
+from json.encoder import c_make_encoder, encode_basestring_ascii
 
 LOG_LEVELS = {"log", "info", "warn", "error", "debug"}
 
@@ -68,7 +69,21 @@ def encode_job(
     return json.dumps(job).encode() + b"\n"
 
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+def _not_json(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+if c_make_encoder is not None:
+    # json's C encoder, made once. JSONEncoder.encode makes a new one for every call,
+    # which was two thirds of the cost of the message every HTTP request sends (~7.5 µs
+    # against ~2.3 on the dev VM). No circular-reference markers: the host builds these
+    # messages from plain data, and a cycle would end in a RecursionError anyway.
+    _compact_encoder = c_make_encoder(None, _not_json, encode_basestring_ascii, None, ":", ",", False, False, True)
+
+    def _compact(message):
+        return "".join(_compact_encoder(message, 0))
+else:
+    _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def encode(message):
@@ -113,6 +128,18 @@ def well_formed(value):
     return value
 
 
+_scan_json = json.JSONDecoder().scan_once
+
+
+def _whole_json(text):
+    """json.loads(text) for a line JSON.stringify wrote (no surrounding whitespace), at half
+    its cost: the C scanner without json.loads's Python around it."""
+    value, end = _scan_json(text, 0)  # StopIteration or ValueError when it isn't JSON
+    if end != len(text):
+        raise ValueError("more than one JSON value")
+    return value
+
+
 def parse_message(line, nonce=None):
     """The message in one line, or None if it is not a valid one for this process."""
     if isinstance(line, str):
@@ -121,11 +148,11 @@ def parse_message(line, nonce=None):
         # Strictly: json.loads would decode a surrogate encoded as UTF-8, which only a
         # frame forged through Deno's internals could hold.
         text = line.decode("utf-8")
-        message = json.loads(text)
+        message = _whole_json(text)
         # The backslash test first: it is a memchr, and a response chunk has none.
         if "\\" in text and _SURROGATE_ESCAPE.search(text):
             message = well_formed(message)
-    except (ValueError, RecursionError):
+    except (ValueError, StopIteration, RecursionError):
         # RecursionError: nested deeper than Python parses. The harness refuses to send
         # that (see MAX_JSON_DEPTH in values.ts), so only a forged frame gets here.
         return None

@@ -380,6 +380,26 @@ def test_malformed_messages_are_dropped():
     assert protocol.parse_message('{"type": "ready"}', nonce) is None  # only before the job
 
 
+def test_a_line_holds_one_json_object_and_nothing_else():
+    message = '{"type": "log", "nonce": "n", "level": "log", "message": "x", "ts": 1}'
+
+    assert protocol.parse_message(message, "n")["message"] == "x"
+    assert protocol.parse_message(message + message, "n") is None
+    assert protocol.parse_message(message + " 1", "n") is None
+    assert protocol.parse_message(" " + message, "n") is None  # JSON.stringify writes none
+    assert protocol.parse_message("", "n") is None
+
+
+def test_messages_to_the_guest_are_compact_json_lines():
+    message = {"type": "request", "request": 7, "url": "http://a/é?q=\"\n", "headers": [["x", "\u2028"]],
+               "hasBody": False, "ratio": 0.5, "none": None, "nested": {"list": [1, [2, {}]]}}
+
+    assert protocol.encode(message) == (json.dumps(message, separators=(",", ":")) + "\n").encode()
+    assert json.loads(protocol.encode(message)) == message
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        protocol.encode({"type": "request", "body": b"bytes"})
+
+
 def test_a_message_nested_deeper_than_python_parses_is_dropped_not_raised():
     line = '{"type": "result", "nonce": "n", "ok": true, "value": {"kind": "json", "json": %s}}'
 
