@@ -605,7 +605,7 @@ class WarmPool:
     async def _take_spare(self):
         while self._spares:
             process, lease = self._spares.pop(0)
-            if process.alive:
+            if process.still_running():  # asyncio may not have heard yet of a spare that died idle
                 return process, lease
             await self._discard(process, lease)
         return None

@@ -5,8 +5,11 @@ small pool on the test's event loop."""
 import asyncio
 import os
 import re
+import signal
+import time
 
 from runtime import Limits, Pool
+from runtime.process import is_gone
 from tests.runtime.helpers import runtime_config
 from tests.runtime.visitor import Visitor
 
@@ -116,6 +119,24 @@ async def test_a_new_keys_first_request_takes_a_spare_process():
         outcome, _ = await serve(pool, "b")
 
     assert outcome.pid == spare_pid
+
+
+async def test_a_spare_that_died_while_idle_is_not_handed_to_a_new_key():
+    async with http_pool(http_spare_processes=1) as pool:
+        await serve(pool, "a")
+        async with asyncio.timeout(10):
+            while not pool.http._spares:
+                await asyncio.sleep(0.02)
+        spare_pid = pool.http._spares[0][0].pid
+        os.kill(spare_pid, signal.SIGKILL)
+        # Without yielding to the loop, so that asyncio hasn't reaped it yet: a zombie.
+        deadline = time.monotonic() + 5
+        while not is_gone(spare_pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        outcome, visitor = await serve(pool, "b")
+
+    assert (visitor.status, visitor.body) == (200, b"1")
+    assert outcome.pid != spare_pid
 
 
 async def test_warm_processes_run_the_same_sandboxed_command_as_evaluation_processes():
