@@ -255,7 +255,8 @@ def explain_exit(code, stderr, *, config, at_thread_cap, unfinished="returning a
     else:
         what = f"exited with code {code}"
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    errors = [line for line in lines if line.lower().startswith(("error", "panic", "fatal"))]
+    # Deno's own last words come before its platform, version and command line: say those.
+    errors = [line for line in lines if line.lower().startswith(("error", "panic", "fatal", "deno could not start"))]
     detail = f": {(errors or lines)[-1][:500]}" if lines else ""
     return ERROR, REASON_CRASHED, "ProcessExited", f"the val's process {what} before {unfinished}{detail}"
 

@@ -130,6 +130,8 @@ def test_the_same_words_from_a_process_never_seen_at_its_cap_are_just_an_exit():
     reason, message = explain(1, REAL_THREADS_EXHAUSTED, at_thread_cap=False)
 
     assert reason == "crashed" and "exited with code 1" in message
+    # Deno's own words, not the platform, version or command line printed after them.
+    assert message.endswith(": Deno could not start: unable to create worker threads.")
 
 
 def test_rlimit_cpu_is_a_timeout():

@@ -161,7 +161,12 @@ async def test_threads_are_capped_by_the_processes_own_uid():
     if result.status == "success":
         assert result.value["started"] < 24 and "Resource temporarily unavailable" in result.value["error"]
     else:
-        assert result.kill_reason == "threads" or "Resource temporarily unavailable" in result.error["message"]
+        # Died at the cap. Seen there by the host's thread-count poll: "threads"; between two
+        # polls (a Worker's threads start in a burst), a crash with Deno's words for the cap.
+        message = result.error["message"]
+        assert result.kill_reason == "threads" or (
+            "Resource temporarily unavailable" in message or "unable to create worker threads" in message
+        )
 
 
 async def test_log_volume_is_capped_with_one_truncation_line(engine):
