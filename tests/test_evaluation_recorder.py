@@ -1,7 +1,6 @@
 """HTTP vals' evaluation records, written by a recordevaluations process the server starts."""
 
 import io
-import pickle
 import signal
 
 import pytest
@@ -12,7 +11,7 @@ from django.utils import timezone
 from tests.factory import make_val
 from tests.live import database_url_for_tests
 from vals.evaluations import batch
-from vals.evaluations.batch import EvaluationWriter, FRAME_HEAD, read_batch
+from vals.evaluations.batch import EvaluationWriter, frame, read_batch
 from vals.evaluations.management.commands.recordevaluations import Command
 from vals.evaluations.models import Evaluation
 
@@ -37,11 +36,6 @@ def records(val, count, path="/"):
          "finished_at": now, "http_method": "GET", "http_path": f"{path}{number}", "http_status": 200}
         for number in range(count)
     ]
-
-
-def frame(records):
-    data = pickle.dumps(records)
-    return FRAME_HEAD.pack(len(data)) + data
 
 
 async def written_paths():

@@ -75,17 +75,22 @@ class EvaluationWriter:
             self._recorder = RecorderProcess(loop)
         return self._recorder
 
+    def _recorder_started_on_this_loop(self):
+        if self._recorder is not None and self._recorder.loop is asyncio.get_running_loop():
+            return self._recorder
+        return None
+
     async def drain(self):
         """Write everything now, and return once it is in the database (tests, shutdown)."""
         await self.flush()
-        if self._recorder is not None and self._recorder.loop is asyncio.get_running_loop():
-            await self._recorder.wait_until_written()
+        if recorder := self._recorder_started_on_this_loop():
+            await recorder.wait_until_written()
 
     async def close(self):
         """Drain, then stop the recorder process (the server is stopping)."""
         await self.drain()
-        if self._recorder is not None and self._recorder.loop is asyncio.get_running_loop():
-            await self._recorder.stop()
+        if recorder := self._recorder_started_on_this_loop():
+            await recorder.stop()
 
 
 class RecorderProcess:
@@ -136,9 +141,11 @@ class RecorderProcess:
             await self.process.wait()
 
     async def _start(self):
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+        if self.process is not None:
+            if self.process.returncode is None:
+                self.process.kill()
+            # Every confirmation it did send is counted first: its batches are sent again below.
+            await self._confirmations
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, str(settings.BASE_DIR / "manage.py"), "recordevaluations",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -156,8 +163,7 @@ class RecorderProcess:
 
     def _write(self, entry):
         entry[1] += 1
-        frame = pickle.dumps(entry[0], protocol=pickle.HIGHEST_PROTOCOL)
-        self.process.stdin.write(FRAME_HEAD.pack(len(frame)) + frame)
+        self.process.stdin.write(frame(entry[0]))
 
     async def _drain_pipe(self):
         try:
@@ -175,6 +181,12 @@ class RecorderProcess:
         if self.unconfirmed and process is self.process:
             logger.warning("The evaluation recorder exited with %s records unwritten; they go to its successor",
                            sum(len(batch) for batch, _ in self.unconfirmed))
+
+
+def frame(batch):
+    """The batch as a RecorderProcess sends it: its length, then its pickle."""
+    data = pickle.dumps(batch, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME_HEAD.pack(len(data)) + data
 
 
 def read_batch(source):
