@@ -251,19 +251,12 @@ def wrk_load(port, connections, seconds, host=None):
     return {"rate": rate, "p50_ms": p50_ms, "failures": int(errors.group(1)) if errors else 0}
 
 
-def measure_throughput(port, use_wrk, host=None):
-    """Requests per second with several connections, after a short warm-up (an idle val's
-    process may have been retired while the other servers were measured)."""
+def measure(port, use_wrk, host=None, connections=THROUGHPUT_CONNECTIONS, seconds=ROUND_SECONDS):
+    """One load run after a short warm-up (an idle val's process may have been retired
+    while the other servers were measured)."""
     load = wrk_load if use_wrk else load_in_a_subprocess
-    load(port, THROUGHPUT_CONNECTIONS, WARM_UP_SECONDS, host)
-    return load(port, THROUGHPUT_CONNECTIONS, ROUND_SECONDS, host)
-
-
-def measure_latency(port, use_wrk, host=None):
-    """p50 latency of one connection making one request at a time."""
-    load = wrk_load if use_wrk else load_in_a_subprocess
-    load(port, 1, WARM_UP_SECONDS, host)
-    return load(port, 1, LATENCY_SECONDS, host)
+    load(port, connections, WARM_UP_SECONDS, host)
+    return load(port, connections, seconds, host)
 
 
 def start_all(work_dir):
@@ -297,7 +290,7 @@ def interleaved_rounds(servers, use_wrk):
         shift = number % len(KINDS)
         for kind in KINDS[shift:] + KINDS[:shift]:
             _, port, host = servers[kind]
-            results[kind].append(measure_throughput(port, use_wrk, host))
+            results[kind].append(measure(port, use_wrk, host))
     return results
 
 
@@ -312,7 +305,8 @@ def main():
     servers = start_all(work_dir)
     try:
         results = interleaved_rounds(servers, use_wrk)
-        latencies = {kind: measure_latency(port, use_wrk, host) for kind, (_, port, host) in servers.items()}
+        # p50 latency: one connection making one request at a time.
+        latencies = {kind: measure(port, use_wrk, host, 1, LATENCY_SECONDS) for kind, (_, port, host) in servers.items()}
     finally:
         stop_all(servers)
         shutil.rmtree(work_dir, ignore_errors=True)

@@ -6,10 +6,10 @@ import asyncio
 import os
 import re
 import signal
-import time
 
 from runtime import Limits, Pool
 from runtime.process import is_gone
+from runtime.warm import _wait_until_dead
 from tests.runtime.helpers import runtime_config
 from tests.runtime.visitor import Visitor
 
@@ -109,13 +109,18 @@ async def test_when_every_warm_process_is_busy_a_new_key_gets_503():
     assert refused.error["name"] == "RuntimeBusy"
 
 
+async def the_spares_pid(pool):
+    """The pid of the pool's spare process, once it has started one."""
+    async with asyncio.timeout(10):
+        while not pool.http._spares:
+            await asyncio.sleep(0.02)
+    return pool.http._spares[0][0].pid
+
+
 async def test_a_new_keys_first_request_takes_a_spare_process():
     async with http_pool(http_spare_processes=1) as pool:
         await serve(pool, "a")
-        async with asyncio.timeout(10):
-            while not pool.http._spares:
-                await asyncio.sleep(0.02)
-        spare_pid = pool.http._spares[0][0].pid
+        spare_pid = await the_spares_pid(pool)
         outcome, _ = await serve(pool, "b")
 
     assert outcome.pid == spare_pid
@@ -124,15 +129,11 @@ async def test_a_new_keys_first_request_takes_a_spare_process():
 async def test_a_spare_that_died_while_idle_is_not_handed_to_a_new_key():
     async with http_pool(http_spare_processes=1) as pool:
         await serve(pool, "a")
-        async with asyncio.timeout(10):
-            while not pool.http._spares:
-                await asyncio.sleep(0.02)
-        spare_pid = pool.http._spares[0][0].pid
+        spare_pid = await the_spares_pid(pool)
         os.kill(spare_pid, signal.SIGKILL)
         # Without yielding to the loop, so that asyncio hasn't reaped it yet: a zombie.
-        deadline = time.monotonic() + 5
-        while not is_gone(spare_pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        _wait_until_dead(spare_pid, timeout=5)
+        assert is_gone(spare_pid)
         outcome, visitor = await serve(pool, "b")
 
     assert (visitor.status, visitor.body) == (200, b"1")
