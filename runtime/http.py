@@ -270,9 +270,11 @@ class Exchange:
                 body = base64.b64decode(message["data"], validate=True)
             except ValueError:
                 body = b""  # only a forged frame holds anything but base64
-            self._outbox.append(
-                {"type": "http.response.start", "status": message["status"], "headers": _headers(message["headers"])}
-            )
+            headers = _headers(message["headers"])
+            if _may_have_a_body(self.http_status) and not _has_header(headers, b"content-length"):
+                # Its length is known, as Deno's own server would say (else: chunked).
+                headers.append((b"content-length", str(len(body)).encode()))
+            self._outbox.append({"type": "http.response.start", "status": self.http_status, "headers": headers})
             self._outbox.append({"type": "http.response.body", "body": body, "more_body": False})
             return HttpOutcome(status=SUCCESS, http_status=self.http_status, response_complete=True)
         if kind == "head" and not self.response_started:
@@ -422,6 +424,15 @@ def _headers(pairs):
         for name, value in pairs
         if name.lower() not in HOP_BY_HOP_HEADERS
     ]
+
+
+def _has_header(headers, name):
+    return any(key.lower() == name for key, _ in headers)
+
+
+def _may_have_a_body(status):
+    """Not 1xx, 204 or 304: those responses have no body, so no Content-Length either."""
+    return isinstance(status, int) and status >= 200 and status not in (204, 304)
 
 
 def _error(name, message):

@@ -423,6 +423,27 @@ async def test_a_response_without_a_body_ends_at_once(engine):
     outcome, visitor = await serve(engine, "export default () => new Response(null, { status: 204 })")
 
     assert visitor.status == 204 and visitor.body == b"" and visitor.finished
+    assert visitor.headers("content-length") == []
+
+
+async def test_a_body_ready_at_once_gets_a_content_length_and_a_streamed_one_does_not(engine):
+    # As under Deno's own server: a known length is declared, an unknown one is chunked.
+    whole = await serve(engine, "export default () => new Response('Hello, world!')")
+    declared = await serve(engine, "export default () => new Response('abc', { headers: { 'content-length': '3' } })")
+    streamed = await serve(engine, """
+    export default () => new Response(new ReadableStream({
+      async start(controller) {
+        controller.enqueue(new TextEncoder().encode("one "));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        controller.enqueue(new TextEncoder().encode("two"));
+        controller.close();
+      },
+    }))
+    """)
+
+    assert whole[1].headers("content-length") == ["13"] and whole[1].body == b"Hello, world!"
+    assert declared[1].headers("content-length") == ["3"]
+    assert streamed[1].headers("content-length") == [] and streamed[1].body == b"one two"
 
 
 async def test_an_error_thrown_from_a_timer_is_logged_and_the_process_lives_on(engine):
