@@ -37,6 +37,7 @@ class _LoopPool:
     def __init__(self, pool):
         self.pool = pool
         self.started = None  # the task starting it
+        self.ready = False  # it has started
         self.guard = None  # the task that kills its processes when the loop goes away
 
 
@@ -101,20 +102,23 @@ class Engine:
         that loop. Returns an HttpOutcome."""
         loop = asyncio.get_running_loop()
         entry = self._http_pools.get(loop)
-        if entry is None:
-            entry = self._new_http_pool(loop)
-        started = entry.started
-        if not started.done() or started.cancelled() or started.exception() is not None:
-            try:
-                await asyncio.shield(started)
-            except Exception as error:  # the next request tries again
-                with self._lock:
-                    if self._http_pools.get(loop) is entry:
-                        del self._http_pools[loop]
-                raise RuntimeUnavailable(f"runtime unavailable: the HTTP pool failed to start: {error}") from error
+        if entry is None or not entry.ready:
+            entry = await self._started_http_pool(loop)
         if on_log is not None and inspect.iscoroutinefunction(on_log):
             on_log = _as_task(on_log)
         return await entry.pool.serve_http(key, scope=scope, receive=receive, send=send, on_log=on_log, **kwargs)
+
+    async def _started_http_pool(self, loop):
+        entry = self._http_pools.get(loop) or self._new_http_pool(loop)
+        try:
+            await asyncio.shield(entry.started)
+        except Exception as error:  # the next request tries again
+            with self._lock:
+                if self._http_pools.get(loop) is entry:
+                    del self._http_pools[loop]
+            raise RuntimeUnavailable(f"runtime unavailable: the HTTP pool failed to start: {error}") from error
+        entry.ready = True
+        return entry
 
     def _new_http_pool(self, loop):
         with self._lock:

@@ -55,11 +55,43 @@ HOP_BY_HOP_HEADERS = {"connection", "keep-alive", "proxy-connection", "transfer-
 HOST_HEADER = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
 
 
+class SlowAnswerWatch:
+    """Tells a loop's GET exchanges when their answer has taken
+    WATCH_FOR_DISCONNECT_AFTER_SECONDS (see Exchange._watch_for_disconnect). One timer
+    serves them all, instead of a timer each armed and cancelled for every request: to a
+    quick answer, being watched costs a deque append."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self._due = deque()  # (when, exchange), in the order they fall due
+        self._timer = None
+
+    def add(self, exchange):
+        """The exchange's answer is late at loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS."""
+        when = self.loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS
+        self._due.append((when, exchange))
+        if self._timer is None:
+            self._timer = self.loop.call_at(when, self._tell_the_late_ones)
+
+    def _tell_the_late_ones(self):
+        self._timer = None
+        now, due = self.loop.time(), self._due
+        while due and due[0][0] <= now:
+            exchange = due.popleft()[1]
+            if not exchange.over:
+                exchange._watch_for_disconnect()
+        if due:
+            self._timer = self.loop.call_at(due[0][0], self._tell_the_late_ones)
+
+
 class Exchange:
     def __init__(
-        self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call, tenant=None
+        self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call, tenant=None,
+        slow_answers=None,
     ):
         self.warm_pool = warm_pool
+        self.loop = warm_pool.loop
+        self.slow_answers = slow_answers or SlowAnswerWatch(self.loop)
         self.key = key
         self.tenant = tenant
         self.job = job
@@ -77,11 +109,13 @@ class Exchange:
         self._deadline = None  # on the loop's clock
         self.warm = None
         self.request_id = None
-        self.host_calls = None
+        self.host_calls = None  # made at the val's first host call: most requests make none
         self.guest_has_it = False  # the guest is handling the request and hasn't ended it
         self.http_status = None  # set once the response has started
         self.client_disconnected = False
         self._body_pump = None
+        self._host = None  # the Host header
+        self.over = False  # serve() has returned
         self._outbox = []  # ASGI messages to send in one go
         self._credit_due = 0
 
@@ -94,6 +128,7 @@ class Exchange:
         try:
             outcome = await self._serve()
         finally:
+            self.over = True
             await self._clean_up()
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         outcome.logs = self.logs.lines
@@ -111,12 +146,18 @@ class Exchange:
 
     async def _next_event(self):
         if not self._events:
-            self._event_arrived = asyncio.get_running_loop().create_future()
+            self._event_arrived = self.loop.create_future()
             try:
                 await self._event_arrived
             finally:
                 self._event_arrived = None
         return self._events.popleft()
+
+    def host_call(self, message):
+        """A "call" message from the guest, made while handling this request."""
+        if self.host_calls is None:
+            self.host_calls = HostCalls(self.on_call, self.limits, self.warm.send)
+        self.host_calls.handle(message)
 
     def _time_is_up(self):
         self._timer = None
@@ -124,13 +165,13 @@ class Exchange:
 
     def _watch_for_disconnect(self):
         """A GET's answer is taking a while: from now on, notice the visitor leaving."""
-        self._timer = asyncio.get_running_loop().call_at(self._deadline, self._time_is_up)
+        self._timer = self.loop.call_at(self._deadline, self._time_is_up)
         self._start_body_pump(forward=False)
 
     async def _serve(self):
         if self.scope.get("type") != "http":
             raise ValueError("serve_http needs an ASGI scope of type http")
-        length = declared_length(self.scope)
+        self._host, length = host_and_length(self.scope)
         if length is not None and length > self.max_body_bytes:
             await self._answer_with_error(413)
             return self._too_large()
@@ -138,7 +179,7 @@ class Exchange:
             self.warm = await self.warm_pool.admit(self.key, self.job, self, self.tenant)
         except (RuntimeBusy, RuntimeUnavailable) as error:
             return await self._no_room(error)
-        self._deadline = asyncio.get_running_loop().time() + self.limits.timeout_seconds
+        self._deadline = self.loop.time() + self.limits.timeout_seconds
         loaded = self.warm.loaded
         if loaded.done() and not loaded.cancelled() and loaded.exception() is None:
             load_error = loaded.result()  # a warm process: the common case
@@ -170,29 +211,29 @@ class Exchange:
         warm.next_request_id += 1
         warm.exchanges[self.request_id] = self
         warm.allow_frames_of(self.limits.max_host_call_bytes)
-        self.host_calls = HostCalls(self.on_call, self.limits, warm.send)
         method = self.scope.get("method", "GET").upper()
         has_body = method not in ("GET", "HEAD")
         warm.send({
             "type": "request",
             "request": self.request_id,
             "method": method,
-            "url": public_url(self.scope),
+            "url": public_url(self.scope, self._host),
             "headers": [[name.decode("latin-1"), value.decode("latin-1")] for name, value in self.scope["headers"]],
             "hasBody": has_body,
             "maxLogBytes": self.limits.max_log_bytes,
             "maxHostCallBytes": self.limits.max_host_call_bytes,
         })
         self.guest_has_it = True
-        loop = asyncio.get_running_loop()
+        loop = self.loop
         if has_body:
             self._start_body_pump(forward=True)
             self._timer = loop.call_at(self._deadline, self._time_is_up)
-        else:
+        elif loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS < self._deadline:
             # Nothing to read but a disconnect, which matters only for an answer that
             # takes a while: a quick one is spared the cost of calling receive().
-            watch_at = min(loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS, self._deadline)
-            self._timer = loop.call_at(watch_at, self._watch_for_disconnect)
+            self.slow_answers.add(self)
+        else:
+            self._watch_for_disconnect()  # a timeout shorter than that
 
     def _start_body_pump(self, forward):
         if self._body_pump is None:
@@ -447,25 +488,25 @@ def _described(error):
     return {"name": text("name") or "Error", "message": text("message"), "stack": text("stack")}
 
 
-def header(scope, name):
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            return value.decode("latin-1")
-    return None
-
-
-def declared_length(scope):
-    value = header(scope, b"content-length")
+def host_and_length(scope):
+    """The request's Host header and its declared Content-Length (None when missing, or
+    not a number), found in one pass over the headers."""
+    host = declared = None
+    for name, value in scope.get("headers", ()):
+        name = name.lower()
+        if name == b"host" and host is None:
+            host = value.decode("latin-1")
+        elif name == b"content-length" and declared is None:
+            declared = value
     try:
-        return int(value) if value is not None else None
+        return host, int(declared) if declared is not None else None
     except ValueError:
-        return None
+        return host, None
 
 
-def public_url(scope):
-    """The URL the visitor used: scheme, Host header, path and query, from the ASGI scope."""
+def public_url(scope, host):
+    """The URL the visitor used: scheme, Host header (`host`), path and query, from the ASGI scope."""
     scheme = scope.get("scheme") or "http"
-    host = header(scope, b"host")
     if not host or not HOST_HEADER.match(host):
         server = scope.get("server")
         if server and server[1] is not None:

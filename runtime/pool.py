@@ -25,7 +25,7 @@ from collections import Counter, OrderedDict, deque
 from runtime import sandbox
 from runtime.config import PoolConfig
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
-from runtime.http import Exchange
+from runtime.http import Exchange, SlowAnswerWatch
 from runtime.process import DenoProcess, StartupFailed
 from runtime.warm import WarmPool
 
@@ -48,6 +48,7 @@ class Pool:
         self.last_start_error = None
         self.processes_started = 0
         self.http = None  # the WarmPool, once started
+        self.slow_answers = None  # the SlowAnswerWatch of its HTTP exchanges, once started
 
     async def __aenter__(self):
         await self.start()
@@ -68,6 +69,7 @@ class Pool:
             self._failing[number] = False
             self._slots.append(asyncio.ensure_future(self._run_slot(number)))
         self.http = WarmPool(self.config, self.denied_hosts)
+        self.slow_answers = SlowAnswerWatch(self.http.loop)
 
     async def wait_until_ready(self, count=None, timeout=60.0):
         """Waits until `count` processes (default: all) are ready. For tests and benchmarks."""
@@ -169,10 +171,12 @@ class Pool:
             send_all = _sender_of_many(send)
         if self._closed or self.http is None:
             raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
-        self.http.start()
+        if not self.http.started:
+            self.http.start()
         exchange = Exchange(
             self.http, key, job, scope=scope, receive=receive, send_all=send_all, limits=limits,
             max_body_bytes=max_body_bytes, on_log=on_log, on_call=on_call, tenant=tenant,
+            slow_answers=self.slow_answers,
         )
         return await exchange.serve()
 

@@ -71,7 +71,8 @@ class WarmProcess:
         self.kill_reason = None  # set when the host itself kills it
         self.rss = 0
         self.cpu_seconds = 0.0
-        self.idle_timer = None
+        self.idle_timer = None  # armed while it is idle, or was since the timer was set
+        self.idle_since = None  # on the loop's clock; None while it holds a request
         self._tasks = []
         self._outgoing = []  # encoded messages waiting for the next write
         self._write_scheduled = False
@@ -182,7 +183,7 @@ class WarmProcess:
                 self.send({"type": "call_result", "id": message["id"], "ok": False,
                            "error": f"host call refused: {reason}"})
             else:
-                exchange.host_calls.handle(message)
+                exchange.host_call(message)
         elif exchange is not None:
             exchange.deliver(("guest", message))
 
@@ -356,6 +357,7 @@ class _FromTheGuest(asyncio.Protocol):
 
 class WarmPool:
     def __init__(self, config, denied_hosts):
+        self.loop = asyncio.get_running_loop()  # the one it serves on
         self.config = config
         self.denied_hosts = denied_hosts
         self._by_key = OrderedDict()  # key -> WarmProcess taking requests, least recently used first
@@ -369,6 +371,7 @@ class WarmPool:
         self._dispatch_again = False
         self._background = set()
         self._closed = False
+        self.started = False
 
     def _live_count(self):
         return len(self._by_key) + len(self._retiring)
@@ -478,9 +481,9 @@ class WarmPool:
         return False
 
     def _hold_place(self, warm, exchange):
-        if warm.idle_timer is not None:
-            warm.idle_timer.cancel()
-            warm.idle_timer = None
+        # An armed idle timer is left alone: when it fires, it finds the process busy
+        # or idle too briefly (under load, arming and cancelling one per request cost more).
+        warm.idle_since = None
         warm.places_held += 1
         warm.requests_admitted += 1
         warm.admitted.append(exchange)
@@ -499,9 +502,11 @@ class WarmPool:
             if warm.retiring:
                 self._close_soon(warm)
             elif self._by_key.get(warm.key) is warm:
-                warm.idle_timer = asyncio.get_running_loop().call_later(
-                    self.config.http_idle_seconds, self._retire_if_idle, warm
-                )
+                warm.idle_since = self.loop.time()
+                if warm.idle_timer is None:
+                    warm.idle_timer = self.loop.call_at(
+                        warm.idle_since + self.config.http_idle_seconds, self._retire_when_idle_long_enough, warm
+                    )
         self._notify()
 
     def _notify(self):
@@ -511,10 +516,17 @@ class WarmPool:
 
     # --- Retiring ------------------------------------------------------------
 
-    def _retire_if_idle(self, warm):
+    def _retire_when_idle_long_enough(self, warm):
+        """The idle timer: retires the process once it has been idle http_idle_seconds,
+        or checks again when that would be."""
         warm.idle_timer = None
-        if warm.idle and self._by_key.get(warm.key) is warm:
+        if not warm.idle or warm.idle_since is None or self._by_key.get(warm.key) is not warm:
+            return  # busy (its next release arms the timer again), retiring or gone
+        retire_at = warm.idle_since + self.config.http_idle_seconds
+        if self.loop.time() >= retire_at:
             self.retire(warm)
+        else:
+            warm.idle_timer = self.loop.call_at(retire_at, self._retire_when_idle_long_enough, warm)
 
     def _retire_an_idle_one(self):
         """Retires the least recently used idle process, if there is one."""
@@ -632,6 +644,7 @@ class WarmPool:
 
     def start(self):
         """Starts the spare processes (the pool calls this when HTTP is first used)."""
+        self.started = True
         self._refill_spares()
 
     def kill_now(self):

@@ -55,9 +55,11 @@ class ApiCalls:
 
     def __init__(self, depth=0, budget=None):
         self.depth = depth
-        self.budget = budget if budget is not None else {"left": settings.API_MAX_CALLS_PER_EVALUATION}
+        self.budget = budget  # {"left": calls}, shared by the tree; made at its first call
 
     def take(self):
+        if self.budget is None:
+            self.budget = {"left": settings.API_MAX_CALLS_PER_EVALUATION}
         if self.depth >= settings.API_MAX_DEPTH:
             raise CapabilityError(
                 f"api() calls nest too deeply: at most {settings.API_MAX_DEPTH} levels of vals calling vals."

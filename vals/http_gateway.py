@@ -7,10 +7,10 @@ so its HTML and JavaScript can't read the app's session cookie or CSRF token.
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.utils import timezone
 
 import runtime
 from accounts.secrets.models import Redactor, Secret
@@ -55,10 +55,12 @@ class ServedVal:
 
     def __init__(self, val, env):
         self.val = val
+        self.owner = val.owner
         self.key = ("val", val.pk, val.version, val.owner_id)  # which warm process serves it
         self.code = point_imports_at_module_host(val.code)
         self.env = env
         self.library_worker = needs_library_worker(val.code, val.owner_id)
+        self.import_grant = principal_for_evaluation(val.owner)
         self.redactor = Redactor(env.values())
         self.limits = runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS)
         self.max_body_bytes = settings.HTTP_VAL_MAX_BODY_BYTES
@@ -114,6 +116,12 @@ async def _look_up(label):
 
 
 def without_app_cookies(headers):
+    """headers without the app's cookies (the same list when it has no Cookie header)."""
+    for name, _ in headers:
+        if name == b"cookie":
+            break
+    else:
+        return headers
     kept = []
     for name, value in headers:
         if name == b"cookie":
@@ -149,13 +157,16 @@ async def serve(scope, receive, send, label=None):
             send, 400, f"@{val.owner.username}/{val.name} is a {val.get_type_display().lower()} val, not an HTTP val.\n"
         )
     logs = RecordedLogs(served.redactor)
-    started_at = timezone.now()
+    started_at = datetime.now(UTC)
     clock = time.monotonic()
-    scope = {**scope, "headers": without_app_cookies(scope.get("headers", []))}
+    headers = scope.get("headers", [])
+    kept_headers = without_app_cookies(headers)
+    if kept_headers is not headers:
+        scope = {**scope, "headers": kept_headers}
     outcome = await runtime.serve_http(
         served.key,
         code=served.code,
-        import_grant=principal_for_evaluation(val.owner),
+        import_grant=served.import_grant,
         library_worker=served.library_worker,
         env=served.env,
         scope=scope,
@@ -163,7 +174,7 @@ async def serve(scope, receive, send, label=None):
         send=send,
         limits=served.limits,
         max_body_bytes=served.max_body_bytes,
-        on_call=host_call_handler(val.owner),
+        on_call=host_call_handler(served.owner),
         on_log=logs.add,
         tenant=val.owner_id,  # waiting requests take turns by user (runtime/warm.py)
     )
@@ -173,7 +184,7 @@ async def serve(scope, receive, send, label=None):
             **served.record,
             "status": outcome.status,
             "started_at": started_at,
-            "finished_at": timezone.now(),
+            "finished_at": datetime.now(UTC),
             "duration_ms": outcome.duration_ms or int((time.monotonic() - clock) * 1000),
             "logs": logs.lines,
             "error": recorded_error(outcome.error, logs.redactor),

@@ -40,6 +40,20 @@ async def test_an_idle_process_is_retired_after_the_idle_timeout():
     assert second.pid != first.pid and visitor.body == b"1"  # a fresh start
 
 
+async def test_the_idle_timeout_counts_from_the_last_request_not_the_first():
+    async with http_pool(http_idle_seconds=0.6) as pool:
+        first, _ = await serve(pool, "a")
+        await asyncio.sleep(0.4)
+        await serve(pool, "a")  # idle again from here: 0.6 s more
+        await asyncio.sleep(0.4)  # 0.8 s after the first request, 0.4 after the last
+        third, third_visitor = await serve(pool, "a")
+        await asyncio.sleep(1.0)
+        fourth, fourth_visitor = await serve(pool, "a")
+
+    assert third.pid == first.pid and third_visitor.body == b"3"
+    assert fourth.pid != first.pid and fourth_visitor.body == b"1"
+
+
 async def test_the_least_recently_used_idle_process_makes_room_for_a_new_key():
     async with http_pool(http_max_processes=2) as pool:
         a, _ = await serve(pool, "a")
