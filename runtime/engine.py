@@ -109,7 +109,7 @@ class Engine:
         return await entry.pool.serve_http(key, scope=scope, receive=receive, send=send, on_log=on_log, **kwargs)
 
     async def _started_http_pool(self, loop):
-        entry = self._http_pools.get(loop) or self._new_http_pool(loop)
+        entry = self._new_http_pool(loop)  # or the one it has
         try:
             await asyncio.shield(entry.started)
         except Exception as error:  # the next request tries again

@@ -57,7 +57,7 @@ HOST_HEADER = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$"
 
 class SlowAnswerWatch:
     """Tells a loop's GET exchanges when their answer has taken
-    WATCH_FOR_DISCONNECT_AFTER_SECONDS (see Exchange._watch_for_disconnect). One timer
+    WATCH_FOR_DISCONNECT_AFTER_SECONDS (see Exchange.watch_for_disconnect). One timer
     serves them all, instead of a timer each armed and cancelled for every request: to a
     quick answer, being watched costs a deque append."""
 
@@ -79,19 +79,19 @@ class SlowAnswerWatch:
         while due and due[0][0] <= now:
             exchange = due.popleft()[1]
             if not exchange.over:
-                exchange._watch_for_disconnect()
+                exchange.watch_for_disconnect()
         if due:
             self._timer = self.loop.call_at(due[0][0], self._tell_the_late_ones)
 
 
 class Exchange:
     def __init__(
-        self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call, tenant=None,
-        slow_answers=None,
+        self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call, slow_answers,
+        tenant=None,
     ):
         self.warm_pool = warm_pool
         self.loop = warm_pool.loop
-        self.slow_answers = slow_answers or SlowAnswerWatch(self.loop)
+        self.slow_answers = slow_answers
         self.key = key
         self.tenant = tenant
         self.job = job
@@ -163,7 +163,7 @@ class Exchange:
         self._timer = None
         self.deliver(("timeout",))
 
-    def _watch_for_disconnect(self):
+    def watch_for_disconnect(self):
         """A GET's answer is taking a while: from now on, notice the visitor leaving."""
         self._timer = self.loop.call_at(self._deadline, self._time_is_up)
         self._start_body_pump(forward=False)
@@ -233,7 +233,7 @@ class Exchange:
             # takes a while: a quick one is spared the cost of calling receive().
             self.slow_answers.add(self)
         else:
-            self._watch_for_disconnect()  # a timeout shorter than that
+            self.watch_for_disconnect()  # a timeout shorter than that
 
     def _start_body_pump(self, forward):
         if self._body_pump is None:
@@ -473,7 +473,7 @@ def _has_header(headers, name):
 
 def _may_have_a_body(status):
     """Not 1xx, 204 or 304: those responses have no body, so no Content-Length either."""
-    return isinstance(status, int) and status >= 200 and status not in (204, 304)
+    return status >= 200 and status not in (204, 304)
 
 
 def _error(name, message):

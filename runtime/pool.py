@@ -171,8 +171,7 @@ class Pool:
             send_all = _sender_of_many(send)
         if self._closed or self.http is None:
             raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
-        if not self.http.started:
-            self.http.start()
+        self.http.start()
         exchange = Exchange(
             self.http, key, job, scope=scope, receive=receive, send_all=send_all, limits=limits,
             max_body_bytes=max_body_bytes, on_log=on_log, on_call=on_call, tenant=tenant,

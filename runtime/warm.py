@@ -643,7 +643,9 @@ class WarmPool:
             self._spares.append(spare)
 
     def start(self):
-        """Starts the spare processes (the pool calls this when HTTP is first used)."""
+        """Starts the spare processes, at the first call (the pool calls this for each request)."""
+        if self.started:
+            return
         self.started = True
         self._refill_spares()
 

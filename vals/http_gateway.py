@@ -60,7 +60,7 @@ class ServedVal:
         self.code = point_imports_at_module_host(val.code)
         self.env = env
         self.library_worker = needs_library_worker(val.code, val.owner_id)
-        self.import_grant = principal_for_evaluation(val.owner)
+        self.import_grant = principal_for_evaluation(self.owner)
         self.redactor = Redactor(env.values())
         self.limits = runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS)
         self.max_body_bytes = settings.HTTP_VAL_MAX_BODY_BYTES
