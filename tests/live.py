@@ -152,8 +152,13 @@ def child_pids(pid):
 
 
 def rss_bytes(pid):
-    """A process's resident memory now (VmRSS)."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    """A process's resident memory now (VmRSS); 0 once it has exited (a pool retires
+    its processes at any moment, so one listed a moment ago may be gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return 0
+    for line in status.splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0

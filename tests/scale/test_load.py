@@ -106,7 +106,7 @@ async def page_client(server, deadline, tally, cookies, k):
 
 async def watch_memory(server, deadline, tally, started):
     while time.monotonic() < deadline:
-        deno = sum(rss_bytes(pid) for pid in child_pids(server.pid) if os.path.exists(f"/proc/{pid}"))
+        deno = sum(rss_bytes(pid) for pid in child_pids(server.pid))
         tally.rss.append((time.monotonic() - started, rss_bytes(server.pid), deno))
         await asyncio.sleep(0.5)
 
