@@ -4,12 +4,12 @@ Measures, on this machine, in one run, the same tiny handler
 (`(req) => new Response("Hello, world!")`) three ways, each behind a real HTTP server
 on loopback:
 
-- val:       daphne serving an ASGI app that calls runtime.serve_http() (the warm,
+- val:       daphne serving an ASGI app that serves an HTTP endpoint (the warm,
              sandboxed, jailed process, served on daphne's own event loop), without the
              gateway's database lookup and evaluation record;
 - gateway:   the whole platform (valtown.asgi:application under daphne, SQLite) serving
              the handler as a saved HTTP val on its own origin: the gateway finds the val
-             and its owner's secrets, serves it with runtime.serve_http() and records the
+             and its owner's secrets, serves it with its runtime.http_endpoint() and records the
              evaluation (in batches);
 - raw_asgi:  daphne serving a hello-world ASGI app, no val (daphne's own ceiling);
 - bare_deno: `deno serve` running the handler directly, no sandbox, no Python.
@@ -61,10 +61,12 @@ GATEWAY_HOST = "bench-hello.web.localhost:8000"  # the val "hello" of the user "
 def val_application():
     import runtime
 
+    endpoint = runtime.http_endpoint(("bench", "hello", 1), code=HANDLER)  # made once, as the gateway does
+
     async def application(scope, receive, send):
         if scope["type"] == "lifespan":
             return
-        outcome = await runtime.serve_http(("bench", "hello", 1), code=HANDLER, scope=scope, receive=receive, send=send)
+        outcome = await endpoint.serve(scope, receive, send)
         if outcome.status != "success":
             print("val request failed:", outcome, file=sys.stderr)
 

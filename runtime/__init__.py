@@ -4,6 +4,9 @@
     result = runtime.evaluate_sync(url="http://127.0.0.1:8000/v/alice/foo.ts", env={"TOKEN": "..."})
     outcome = await runtime.serve_http(key, code=..., scope=scope, receive=receive, send=send)
 
+    endpoint = runtime.http_endpoint(key, code=...)  # kept, for many requests to one val
+    outcome = await endpoint.serve(scope, receive, send)
+
 Plain Python: nothing here needs Django. See runtime/README.md for the security model.
 """
 
@@ -11,11 +14,12 @@ from runtime.config import Limits, PoolConfig
 from runtime.engine import Engine, get_engine
 from runtime.grants import import_grant
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
-from runtime.pool import Pool
+from runtime.pool import HttpEndpoint, Pool
 from runtime.result import HttpOutcome, LogLine, Result
 
 __all__ = [
     "Engine",
+    "HttpEndpoint",
     "HttpOutcome",
     "Limits",
     "LogLine",
@@ -26,6 +30,7 @@ __all__ = [
     "RuntimeUnavailable",
     "evaluate",
     "evaluate_sync",
+    "http_endpoint",
     "import_grant",
     "serve_http",
     "shutdown",
@@ -40,6 +45,11 @@ async def evaluate(code=None, **kwargs):
 def evaluate_sync(code=None, **kwargs):
     """evaluate() for sync code (a Django view, a management command)."""
     return get_engine().evaluate_sync(code, **kwargs)
+
+
+def http_endpoint(key, **kwargs):
+    """An HTTP val as the process-wide engine serves it, on the caller's event loop. See HttpEndpoint."""
+    return get_engine().http_endpoint(key, **kwargs)
 
 
 async def serve_http(key, **kwargs):

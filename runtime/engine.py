@@ -28,7 +28,7 @@ import threading
 
 from runtime.config import load_config
 from runtime.exceptions import RuntimeUnavailable
-from runtime.pool import Pool
+from runtime.pool import HttpEndpoint, Pool
 
 
 class _LoopPool:
@@ -97,16 +97,25 @@ class Engine:
         future = self._submit(code=code, **kwargs)
         return await asyncio.wrap_future(future, loop=caller_loop)
 
+    def http_endpoint(self, key, **kwargs):
+        """The HTTP val `key` as served on whichever event loop calls its serve(), by the
+        warm processes of that loop. See HttpEndpoint (runtime/pool.py)."""
+        return HttpEndpoint(self._http_pool_for_this_loop, self.config or load_config(), key, **kwargs)
+
     async def serve_http(self, key, *, scope, receive, send, on_log=None, **kwargs):
         """Like Pool.serve_http, on the caller's event loop, with the warm processes of
-        that loop. Returns an HttpOutcome."""
+        that loop. on_log may be a coroutine function here. Returns an HttpOutcome."""
+        if on_log is not None and inspect.iscoroutinefunction(on_log):
+            on_log = _as_task(on_log)
+        pool = await self._http_pool_for_this_loop()
+        return await pool.serve_http(key, scope=scope, receive=receive, send=send, on_log=on_log, **kwargs)
+
+    async def _http_pool_for_this_loop(self):
         loop = asyncio.get_running_loop()
         entry = self._http_pools.get(loop)
         if entry is None or not entry.ready:
             entry = await self._started_http_pool(loop)
-        if on_log is not None and inspect.iscoroutinefunction(on_log):
-            on_log = _as_task(on_log)
-        return await entry.pool.serve_http(key, scope=scope, receive=receive, send=send, on_log=on_log, **kwargs)
+        return entry.pool
 
     async def _started_http_pool(self, loop):
         entry = self._new_http_pool(loop)  # or the one it has

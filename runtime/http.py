@@ -19,6 +19,7 @@ response stream is cancelled.
 
 import asyncio
 import base64
+import binascii
 import logging
 import re
 import time
@@ -59,49 +60,49 @@ class SlowAnswerWatch:
     """Tells a loop's GET exchanges when their answer has taken
     WATCH_FOR_DISCONNECT_AFTER_SECONDS (see Exchange.watch_for_disconnect). One timer
     serves them all, instead of a timer each armed and cancelled for every request: to a
-    quick answer, being watched costs a deque append."""
+    quick answer, being watched costs adding itself to a dict and taking itself out.
+    (Out at once when it ends: an exchange kept here until its time came outlived its
+    request, and many such got the garbage collector walking them.)"""
 
     def __init__(self, loop):
         self.loop = loop
-        self._due = deque()  # (when, exchange), in the order they fall due
+        self._due = {}  # exchange -> when its answer is late, in the order they fall due
         self._timer = None
 
     def add(self, exchange):
         """The exchange's answer is late at loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS."""
         when = self.loop.time() + WATCH_FOR_DISCONNECT_AFTER_SECONDS
-        self._due.append((when, exchange))
+        self._due[exchange] = when
         if self._timer is None:
             self._timer = self.loop.call_at(when, self._tell_the_late_ones)
+
+    def discard(self, exchange):
+        """The exchange is over."""
+        self._due.pop(exchange, None)
 
     def _tell_the_late_ones(self):
         self._timer = None
         now, due = self.loop.time(), self._due
-        while due and due[0][0] <= now:
-            exchange = due.popleft()[1]
-            if not exchange.over:
-                exchange.watch_for_disconnect()
-        if due:
-            self._timer = self.loop.call_at(due[0][0], self._tell_the_late_ones)
+        for exchange, when in list(due.items()):
+            if when > now:
+                self._timer = self.loop.call_at(when, self._tell_the_late_ones)
+                return
+            del due[exchange]
+            exchange.watch_for_disconnect()
 
 
 class Exchange:
-    def __init__(
-        self, warm_pool, key, job, *, scope, receive, send_all, limits, max_body_bytes, on_log, on_call, slow_answers,
-        tenant=None,
-    ):
+    def __init__(self, warm_pool, endpoint, *, scope, receive, send_all, on_log, on_call, slow_answers):
         self.warm_pool = warm_pool
         self.loop = warm_pool.loop
         self.slow_answers = slow_answers
-        self.key = key
-        self.tenant = tenant
-        self.job = job
+        self.endpoint = endpoint  # the HttpEndpoint (runtime/pool.py): key, job, limits
+        self.limits = endpoint.limits
         self.scope = scope
         self.receive = receive
         self.send_all = send_all
-        self.limits = limits
-        self.max_body_bytes = max_body_bytes
         self.on_call = on_call
-        self.logs = LogCollector(limits.max_log_bytes, on_log, what="request")
+        self.logs = LogCollector(endpoint.limits.max_log_bytes, on_log, what="request")
         # ("guest", message), ("disconnect",), ("too large",), ("exited",), ("timeout",)
         self._events = deque()
         self._event_arrived = None  # a future while the exchange waits for an event
@@ -115,7 +116,6 @@ class Exchange:
         self.client_disconnected = False
         self._body_pump = None
         self._host = None  # the Host header
-        self.over = False  # serve() has returned
         self._outbox = []  # ASGI messages to send in one go
         self._credit_due = 0
 
@@ -128,7 +128,6 @@ class Exchange:
         try:
             outcome = await self._serve()
         finally:
-            self.over = True
             await self._clean_up()
         outcome.duration_ms = int((time.monotonic() - started) * 1000)
         outcome.logs = self.logs.lines
@@ -172,11 +171,12 @@ class Exchange:
         if self.scope.get("type") != "http":
             raise ValueError("serve_http needs an ASGI scope of type http")
         self._host, length = host_and_length(self.scope)
-        if length is not None and length > self.max_body_bytes:
+        if length is not None and length > self.endpoint.max_body_bytes:
             await self._answer_with_error(413)
             return self._too_large()
         try:
-            self.warm = await self.warm_pool.admit(self.key, self.job, self, self.tenant)
+            endpoint = self.endpoint
+            self.warm = await self.warm_pool.admit(endpoint.key, endpoint.job, self, endpoint.tenant)
         except (RuntimeBusy, RuntimeUnavailable) as error:
             return await self._no_room(error)
         self._deadline = self.loop.time() + self.limits.timeout_seconds
@@ -257,7 +257,7 @@ class Exchange:
                 if more and not body:
                     await asyncio.sleep(0)  # receive() may not suspend: let the loop breathe
                 received += len(body)
-                if received > self.max_body_bytes:
+                if received > self.endpoint.max_body_bytes:
                     self.deliver(("too large",))
                     return
                 if forward and body:
@@ -308,7 +308,7 @@ class Exchange:
             self.guest_has_it = False
             self.http_status = message["status"]
             try:
-                body = base64.b64decode(message["data"], validate=True)
+                body = _decoded(message["data"])
             except ValueError:
                 body = b""  # only a forged frame holds anything but base64
             headers = _headers(message["headers"])
@@ -325,7 +325,7 @@ class Exchange:
             )
         elif kind == "chunk" and self.response_started:
             try:
-                body = base64.b64decode(message["data"], validate=True)
+                body = _decoded(message["data"])
             except ValueError:
                 return None
             self._outbox.append({"type": "http.response.body", "body": body, "more_body": True})
@@ -440,10 +440,11 @@ class Exchange:
         )
 
     def _too_large(self):
-        message = f"the request body is over {self.max_body_bytes:,} bytes"
+        message = f"the request body is over {self.endpoint.max_body_bytes:,} bytes"
         return HttpOutcome(status=ERROR, http_status=self.http_status or 413, error=_error("PayloadTooLarge", message))
 
     async def _clean_up(self):
+        self.slow_answers.discard(self)
         if self._timer is not None:
             self._timer.cancel()
         if self._body_pump is not None:
@@ -456,6 +457,12 @@ class Exchange:
             self.host_calls.end("the request has ended")
         if self.warm is not None:
             self.warm_pool.release(self.warm, self)
+
+
+def _decoded(data):
+    """A body chunk's base64, decoded; ValueError if it is anything else. (binascii's own
+    strict check: base64.b64decode's validate=True matches a regular expression first.)"""
+    return binascii.a2b_base64(data, strict_mode=True)
 
 
 def _headers(pairs):

@@ -118,9 +118,8 @@ class Pool:
         on_call(name, payload) (a coroutine function) answers the val's host calls.
         tenant (hashable, e.g. the principal's id) is whom it counts against: see above.
         """
-        job = self._job(code, url, args, env, mode, export)
-        job.update(self._imports(import_grant, library_worker))
-        limits = self._checked(limits)
+        job = new_job(self.config, code, url, args, env, mode, export, import_grant, library_worker)
+        limits = checked_limits(self.config, limits)
         process = await self._take_ready_process(tenant)
         try:
             return await process.evaluate(job, limits, on_log, on_call)
@@ -128,90 +127,29 @@ class Pool:
             process.kill()  # its slot reaps it and starts the next one
             self._give_back(tenant)
 
-    async def serve_http(
-        self,
-        key,
-        *,
-        code=None,
-        url=None,
-        env=None,
-        scope,
-        receive,
-        send=None,
-        send_all=None,
-        limits=None,
-        max_body_bytes=10 * 1024 * 1024,
-        on_log=None,
-        on_call=None,
-        export="default",
-        import_grant=None,
-        library_worker=False,
-        tenant=None,
-    ):
-        """Serves one ASGI HTTP request with the val's warm process for `key`. Returns an HttpOutcome.
+    def http_endpoint(self, key, **kwargs):
+        """The HTTP val `key` as this pool serves it, on this pool's loop. See HttpEndpoint."""
+        return HttpEndpoint(self._on_its_loop, self.config, key, **kwargs)
 
-        key says which warm process may serve it (one val version run for one principal,
-        e.g. ("val", val_id, version, principal_id)): requests with equal keys share a
-        process, others never do. scope, receive and send are the ASGI request's, on this
-        event loop (send_all(messages) may replace send, to pass several at once). When
-        requests wait for a place, tenants (e.g. the principal's id) take turns.
-        """
-        hash(key)  # fails early on a key that can't be one
+    async def _on_its_loop(self):
+        return self
 
-        def job():
-            # Only needed when the key's process starts: most requests find it warm.
-            job = self._job(code, url, (), env, "http", export)
-            job.update(self._imports(import_grant, library_worker))
-            return job
+    async def serve_http(self, key, *, scope, receive, send=None, send_all=None, on_log=None, on_call=None, **kwargs):
+        """Serves one ASGI HTTP request with the val's warm process for `key`: see
+        HttpEndpoint, which takes the other arguments, and HttpEndpoint.serve. Returns an
+        HttpOutcome."""
+        endpoint = self.http_endpoint(key, **kwargs)
+        return await endpoint.serve(scope, receive, send, send_all=send_all, on_log=on_log, on_call=on_call)
 
-        limits = self._checked(limits)
-        if (send is None) == (send_all is None):
-            raise ValueError("give either send or send_all")
-        if send_all is None:
-            send_all = _sender_of_many(send)
+    def new_exchange(self, endpoint, scope, receive, send_all, on_log, on_call):
+        """One request to endpoint, to be served by this pool's warm processes (HttpEndpoint.serve)."""
         if self._closed or self.http is None:
             raise RuntimeUnavailable("runtime unavailable: the pool has been stopped")
         self.http.start()
-        exchange = Exchange(
-            self.http, key, job, scope=scope, receive=receive, send_all=send_all, limits=limits,
-            max_body_bytes=max_body_bytes, on_log=on_log, on_call=on_call, tenant=tenant,
+        return Exchange(
+            self.http, endpoint, scope=scope, receive=receive, send_all=send_all, on_log=on_log, on_call=on_call,
             slow_answers=self.slow_answers,
         )
-        return await exchange.serve()
-
-    def _checked(self, limits):
-        limits = limits or self.config.default_limits
-        if not 0 < limits.timeout_seconds <= self.config.max_timeout_seconds:
-            raise ValueError(f"timeout_seconds must be between 0 and {self.config.max_timeout_seconds}")
-        return limits
-
-    def _imports(self, import_grant, library_worker):
-        """The job's import fields: whom its imports are for (see runtime/grants.py), and
-        whether other users' vals may be loaded, in Restricted Library Mode's Worker."""
-        library = None
-        if self.config.library_host:
-            library = {
-                "host": self.config.library_host,
-                "workerImportHosts": sandbox.library_import_hosts(self.config),
-                "start": bool(library_worker),
-            }
-        return {"import_grant": import_grant, "library": library}
-
-    @staticmethod
-    def _job(code, url, args, env, mode, export):
-        if (code is None) == (url is None):
-            raise ValueError("give either code or url")
-        if mode not in ("function", "script", "http"):
-            raise ValueError('mode must be "function" or "script"')
-        env = dict(env or {})
-        for name, value in env.items():
-            if not isinstance(name, str) or not name or "=" in name or "\0" in name:
-                raise ValueError(f"invalid environment variable name: {name!r}")
-            if not isinstance(value, str) or "\0" in value:
-                raise ValueError(f"the value of {name} must be a string without NUL characters")
-        args = list(args)
-        json.dumps(args)  # fails early on arguments JSON can't carry
-        return {"url": url, "code": code, "mode": mode, "export": export, "args": args, "env": env}
 
     @property
     def tenant_cap(self):
@@ -334,6 +272,90 @@ class Pool:
             if process is not None:
                 await process.close()  # before its uid can go to another slot
             lease.release()
+
+
+class HttpEndpoint:
+    """An HTTP val as the runtime serves it: its key, job and limits, checked once, then
+    any number of requests served with serve(). A caller serving many requests to one
+    val keeps one (the gateway does while its lookup is fresh), so that a request costs
+    only its own exchange. Made by Pool.http_endpoint and Engine.http_endpoint.
+
+    key says which warm process may serve it (one val version run for one principal,
+    e.g. ("val", val_id, version, principal_id)): requests with equal keys share a
+    process, others never do. Give either code or url; env holds the val's secrets. A
+    request body over max_body_bytes gets 413. When requests wait for a place, tenants
+    (e.g. the principal's id) take turns.
+    """
+
+    def __init__(
+        self, pool_for_this_loop, config, key, *, code=None, url=None, env=None, limits=None,
+        max_body_bytes=10 * 1024 * 1024, export="default", import_grant=None, library_worker=False, tenant=None,
+    ):
+        hash(key)  # fails early on a key that can't be one
+        self._pool_for_this_loop = pool_for_this_loop  # an async function: the running loop's Pool
+        self.key = key
+        self.limits = checked_limits(config, limits)
+        self.max_body_bytes = max_body_bytes
+        self.tenant = tenant
+
+        def job():
+            # Only needed when the key's process starts: most requests find it warm.
+            return new_job(config, code, url, (), env, "http", export, import_grant, library_worker)
+
+        self.job = job
+
+    async def serve(self, scope, receive, send=None, *, send_all=None, on_log=None, on_call=None):
+        """Serves one ASGI HTTP request with the val's warm process. Returns an HttpOutcome.
+
+        scope, receive and send are the request's, on the running event loop
+        (send_all(messages) may replace send, to pass several at once). on_log(level,
+        message, timestamp_ms) is called on this loop for each line the request logs;
+        on_call(name, payload), a coroutine function, answers its host calls."""
+        if (send is None) == (send_all is None):
+            raise ValueError("give either send or send_all")
+        pool = await self._pool_for_this_loop()
+        exchange = pool.new_exchange(self, scope, receive, send_all or _sender_of_many(send), on_log, on_call)
+        return await exchange.serve()
+
+
+def checked_limits(config, limits):
+    limits = limits or config.default_limits
+    if not 0 < limits.timeout_seconds <= config.max_timeout_seconds:
+        raise ValueError(f"timeout_seconds must be between 0 and {config.max_timeout_seconds}")
+    return limits
+
+
+def new_job(config, code, url, args, env, mode, export, import_grant, library_worker):
+    """What a process is told to run (protocol.encode_job's fields), checked."""
+    if (code is None) == (url is None):
+        raise ValueError("give either code or url")
+    if mode not in ("function", "script", "http"):
+        raise ValueError('mode must be "function" or "script"')
+    env = dict(env or {})
+    for name, value in env.items():
+        if not isinstance(name, str) or not name or "=" in name or "\0" in name:
+            raise ValueError(f"invalid environment variable name: {name!r}")
+        if not isinstance(value, str) or "\0" in value:
+            raise ValueError(f"the value of {name} must be a string without NUL characters")
+    args = list(args)
+    json.dumps(args)  # fails early on arguments JSON can't carry
+    return {
+        "url": url, "code": code, "mode": mode, "export": export, "args": args, "env": env,
+        **_imports(config, import_grant, library_worker),
+    }
+
+
+def _imports(config, import_grant, library_worker):
+    """The job's import fields: whom its imports are for (see runtime/grants.py), and
+    whether other users' vals may be loaded, in Restricted Library Mode's Worker."""
+    library = None
+    if config.library_host:
+        library = {
+            "host": config.library_host,
+            "workerImportHosts": sandbox.library_import_hosts(config),
+            "start": bool(library_worker),
+        }
+    return {"import_grant": import_grant, "library": library}
 
 
 def _sender_of_many(send):

@@ -168,11 +168,13 @@ def parse_message(line, nonce=None):
 
 
 def _is_response_head(m):
-    """A response's status and headers, as "head" and "response" messages carry them."""
+    """A response's status and headers, as "head" and "response" messages carry them.
+    (type() is int: a status that JSON made a bool is not one.)"""
+    status = m.get("status")
     return (
         _is_request_id(m.get("request"))
-        and isinstance(m.get("status"), int)
-        and 100 <= m["status"] <= 599
+        and type(status) is int
+        and 100 <= status <= 599
         and _is_header_list(m.get("headers"))
     )
 

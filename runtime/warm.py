@@ -496,7 +496,7 @@ class WarmPool:
         warm.places_held -= 1
         warm.admitted.remove(exchange)
         warm.exchanges.pop(exchange.request_id, None)
-        if not warm.retiring and warm.alive and warm.loaded.done() and warm.worn_out():
+        if not warm.retiring and warm.worn_out() and warm.alive and warm.loaded.done():
             self.retire(warm)  # which closes it at once if it is idle
         elif warm.idle:
             if warm.retiring:

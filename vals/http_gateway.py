@@ -56,14 +56,17 @@ class ServedVal:
     def __init__(self, val, env):
         self.val = val
         self.owner = val.owner
-        self.key = ("val", val.pk, val.version, val.owner_id)  # which warm process serves it
-        self.code = point_imports_at_module_host(val.code)
-        self.env = env
-        self.library_worker = needs_library_worker(val.code, val.owner_id)
-        self.import_grant = principal_for_evaluation(self.owner)
         self.redactor = Redactor(env.values())
-        self.limits = runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS)
-        self.max_body_bytes = settings.HTTP_VAL_MAX_BODY_BYTES
+        self.endpoint = runtime.http_endpoint(
+            ("val", val.pk, val.version, val.owner_id),  # which warm process serves it
+            code=point_imports_at_module_host(val.code),
+            env=env,
+            import_grant=principal_for_evaluation(self.owner),
+            library_worker=needs_library_worker(val.code, val.owner_id),
+            limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
+            max_body_bytes=settings.HTTP_VAL_MAX_BODY_BYTES,
+            tenant=val.owner_id,  # waiting requests take turns by user (runtime/warm.py)
+        )
         # What every request's evaluation record shares (see EvaluationWriter).
         self.record = {
             "val_id": val.pk,
@@ -163,20 +166,8 @@ async def serve(scope, receive, send, label=None):
     kept_headers = without_app_cookies(headers)
     if kept_headers is not headers:
         scope = {**scope, "headers": kept_headers}
-    outcome = await runtime.serve_http(
-        served.key,
-        code=served.code,
-        import_grant=served.import_grant,
-        library_worker=served.library_worker,
-        env=served.env,
-        scope=scope,
-        receive=receive,
-        send=send,
-        limits=served.limits,
-        max_body_bytes=served.max_body_bytes,
-        on_call=host_call_handler(served.owner),
-        on_log=logs.add,
-        tenant=val.owner_id,  # waiting requests take turns by user (runtime/warm.py)
+    outcome = await served.endpoint.serve(
+        scope, receive, send, on_log=logs.add, on_call=host_call_handler(served.owner)
     )
     query = scope.get("query_string")
     writer.add(

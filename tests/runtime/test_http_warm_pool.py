@@ -3,11 +3,13 @@ request cap, memory recycling, per-key and total caps, spares. Each test runs it
 small pool on the test's event loop."""
 
 import asyncio
+import gc
 import os
 import re
 import signal
 
 from runtime import Limits, Pool
+from runtime.http import Exchange
 from runtime.process import is_gone
 from runtime.warm import _wait_until_dead
 from tests.runtime.helpers import runtime_config
@@ -52,6 +54,27 @@ async def test_the_idle_timeout_counts_from_the_last_request_not_the_first():
 
     assert third.pid == first.pid and third_visitor.body == b"3"
     assert fourth.pid != first.pid and fourth_visitor.body == b"1"
+
+
+async def test_a_finished_request_leaves_nothing_behind_for_the_garbage_collector():
+    # Requests finish in microseconds under load: whatever outlives one (a watch keeping
+    # its exchange until a timer fires) piles up for the garbage collector to walk.
+    def exchanges_alive():
+        return [thing for thing in gc.get_objects() if isinstance(thing, Exchange)]
+
+    async with http_pool() as pool:
+        await serve(pool, "a")
+        gc.collect()
+        gc.disable()  # only reference counting frees things from here
+        try:
+            before = exchanges_alive()  # kept alive here, so no new one can take an old one's place
+            outcome, visitor = await serve(pool, "a")
+            left_behind = [exchange for exchange in exchanges_alive() if not any(exchange is old for old in before)]
+        finally:
+            gc.enable()
+
+    assert visitor.body == b"2"
+    assert left_behind == []
 
 
 async def test_the_least_recently_used_idle_process_makes_room_for_a_new_key():

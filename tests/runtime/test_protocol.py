@@ -380,6 +380,21 @@ def test_malformed_messages_are_dropped():
     assert protocol.parse_message('{"type": "ready"}', nonce) is None  # only before the job
 
 
+def test_a_response_needs_a_request_number_a_status_and_a_header_list():
+    def response(**changes):
+        fields = {"type": "response", "nonce": "n", "request": 1, "status": 200, "headers": [["a", "b"]], "data": ""}
+        return json.dumps({**fields, **changes})
+
+    assert protocol.parse_message(response(), "n")["status"] == 200
+    for forged in [
+        {"request": True}, {"request": "1"}, {"request": None},
+        {"status": True}, {"status": "200"}, {"status": 99}, {"status": 600}, {"status": 200.0},
+        {"headers": [["a"]]}, {"headers": [["a", 1]]}, {"headers": {"a": "b"}},
+        {"data": None},
+    ]:
+        assert protocol.parse_message(response(**forged), "n") is None, forged
+
+
 def test_a_line_holds_one_json_object_and_nothing_else():
     message = '{"type": "log", "nonce": "n", "level": "log", "message": "x", "ts": 1}'
 
