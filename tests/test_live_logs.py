@@ -75,6 +75,22 @@ async def test_a_late_subscriber_still_gets_every_line(people):
     assert messages[5]["type"] == "result"
 
 
+async def test_a_subscriber_joining_mid_run_gets_every_line_once_and_in_order(people):
+    # Some lines were published before the socket joined and are not stored yet: they
+    # come from the database at the next flush, the later ones live, with no repeats.
+    val = await sync_to_async(make_val)(people["alice"], name="ticker", code=TICKING_VAL)
+    evaluation = await runner.start(people["alice"], val, [])
+    await asyncio.sleep(0.55)
+    communicator = connect_as(people["alice"], evaluation.pk, "?format=json")
+    await communicator.connect()
+    texts = []
+    while (message := await communicator.receive_json_from(timeout=15))["type"] == "log":
+        texts.append(message["message"])
+    await runner.wait_for_all()
+    assert texts == [f"line {i}" for i in range(20)]
+    assert message["status"] == "success"
+
+
 async def test_nobody_else_may_subscribe_not_even_the_author(people):
     val = await sync_to_async(make_val)(people["alice"], name="pub", code=TICKING_VAL)
     evaluation = await runner.start(people["bob"], val, [])

@@ -1,6 +1,5 @@
 """Live logs of one evaluation over a websocket, for its principal only."""
 
-import asyncio
 import json
 
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -61,11 +60,9 @@ class EvaluationLogConsumer(AsyncWebsocketConsumer):
         if line["seq"] < self.next_seq or self.done:
             return
         self.pending[line["seq"]] = line
+        # A gap (lines published before this socket joined) is filled by catch_up() when
+        # the "evaluation.stored" of the flush that writes them arrives.
         await self.send_pending_lines()
-        if self.pending:
-            # Lines from before we joined the group: they reach the database within a flush.
-            await asyncio.sleep(0.3)
-            await self.catch_up()
 
     async def evaluation_stored(self, event):
         """Lines reached the database: fetch any published before this socket joined."""
