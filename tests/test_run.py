@@ -221,6 +221,17 @@ async def test_a_flood_of_empty_lines_is_capped_too(people):
     assert evaluation.logs[-1]["message"].startswith("logs truncated")
 
 
+@override_settings(EVALUATION_MAX_LOG_BYTES=3_000_000)
+async def test_the_log_cap_is_the_one_in_settings_all_the_way_down_to_the_runtime(people):
+    code = 'export default () => { for (let i = 0; i < 1500; i++) console.log("x".repeat(1000)); };'
+    val = await sync_to_async(make_val)(people["alice"], name="chatty", code=code)
+    await run(await logged_in(people["alice"]), val)
+    evaluation = await latest_evaluation()
+    assert evaluation.status == "success"
+    assert len(evaluation.logs) == 1500  # 1.5 MB: past the runtime's own default cap
+    assert not any(line["message"].startswith("logs truncated") for line in evaluation.logs)
+
+
 async def test_text_no_database_can_store_is_made_storable(people):
     code = r"""export default () => { console.log('a\ud800\u0000b'); let deep: any = 1; for (let i = 0; i < 200; i++) deep = [deep]; return { s: 'b\ud800', deep }; };"""
     val = await sync_to_async(make_val)(people["alice"], name="weird", code=code)

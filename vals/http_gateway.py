@@ -19,6 +19,7 @@ from vals.imports import point_imports_at_module_host
 from vals.module_host import needs_library_worker, principal_for_evaluation
 from vals.evaluations.batch import writer
 from vals.evaluations.models import RUNNER, Evaluation
+from vals.evaluations.runner import evaluation_limits
 from vals.evaluations.storable import RecordedLogs, recorded_error
 from vals.models import Val
 
@@ -63,7 +64,7 @@ class ServedVal:
             env=env,
             import_grant=principal_for_evaluation(self.owner),
             library_worker=needs_library_worker(val.code, val.owner_id),
-            limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
+            limits=evaluation_limits(),
             max_body_bytes=settings.HTTP_VAL_MAX_BODY_BYTES,
             tenant=val.owner_id,  # waiting requests take turns by user (runtime/warm.py)
         )

@@ -77,6 +77,12 @@ async def finished(evaluation):
     return await Evaluation.objects.aget(pk=evaluation.pk)
 
 
+def evaluation_limits():
+    """The runtime limits of every evaluation. The runtime caps logs where they arrive, at
+    the size the record keeps (RecordedLogs caps them again after redaction)."""
+    return runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS, max_log_bytes=settings.EVALUATION_MAX_LOG_BYTES)
+
+
 def _code_of(evaluation):
     return evaluation.val.versions.get(number=evaluation.val_version).code
 
@@ -99,7 +105,7 @@ async def _evaluate(principal, code, args, env, on_log=None, api_calls=None):
         mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
         args=args,
         env=env,
-        limits=runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS),
+        limits=evaluation_limits(),
         on_log=on_log,
         on_call=host_call_handler(principal, api_calls),
         import_grant=principal_for_evaluation(principal),

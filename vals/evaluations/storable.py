@@ -51,7 +51,7 @@ class RecordedLogs:
         self.stored_bytes += len(message.encode("utf-8")) + LINE_OVERHEAD_BYTES
         if self.stored_bytes > settings.EVALUATION_MAX_LOG_BYTES:
             self.truncated = True
-            level, message = "warn", f"logs truncated: this evaluation logged more than {settings.EVALUATION_MAX_LOG_BYTES // 1024} KB"
+            level, message = "warn", f"logs truncated: this evaluation logged more than {settings.EVALUATION_MAX_LOG_BYTES:,} bytes"
         line = {"seq": len(self.lines), "level": level, "message": message, "ts": timestamp_ms}
         self.lines.append(line)
         return line
