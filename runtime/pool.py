@@ -113,7 +113,7 @@ class Pool:
 
         Give either code (TypeScript source) or url (a module to import). mode
         "function" calls the export named `export` with `args`; mode "script" only
-        imports the module. env holds the evaluation's secrets. on_log(level, message,
+        imports the module; mode "auto" calls the export if the module has one. env holds the evaluation's secrets. on_log(level, message,
         timestamp_ms) is called for each log line as it arrives, on this event loop.
         on_call(name, payload) (a coroutine function) answers the val's host calls.
         tenant (hashable, e.g. the principal's id) is whom it counts against: see above.
@@ -329,8 +329,8 @@ def new_job(config, code, url, args, env, mode, export, import_grant, library_wo
     """What a process is told to run (protocol.encode_job's fields), checked."""
     if (code is None) == (url is None):
         raise ValueError("give either code or url")
-    if mode not in ("function", "script", "http"):
-        raise ValueError('mode must be "function" or "script"')
+    if mode not in ("function", "script", "auto", "http"):
+        raise ValueError('mode must be "function", "script" or "auto"')
     env = dict(env or {})
     for name, value in env.items():
         if not isinstance(name, str) or not name or "=" in name or "\0" in name:

@@ -1,10 +1,10 @@
-"""Vals importing vals: finding imports in code, pointing them at the module host,
-and the stub that loads another user's val in Restricted Library Mode.
+"""Vals importing vals: which vals a val imports, pointing its imports at the module
+host, and the stub that loads another user's val in Restricted Library Mode.
 
-Imports are found in the source text, in import positions only (`from "..."`,
-`import "..."`, `import("...")`, `export ... from "..."`). A computed import
-(`import(url)`) is not seen here: it still works for the principal's own vals, and
-another user's val imported that way is refused with a clear error by the harness.
+Imports are read by vals/source.py, in import positions only (`from "..."`, `import
+"..."`, `import("...")`, `export ... from "..."`). A computed import (`import(url)`) is
+not seen here: it still works for the principal's own vals, and another user's val
+imported that way is refused with a clear error by the harness.
 """
 
 import json
@@ -12,9 +12,10 @@ import re
 
 from django.conf import settings
 
-# The quote and specifier after an import keyword: `from "x"`, `import "x"`, `import("x")`.
-IMPORT_POSITION = r"""(?P<keyword>\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(?P<quote>["'])"""
-VAL_PATH = r"/v/(?P<username>[A-Za-z0-9_-]+)/(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.ts(?:\?v=(?P<version>\d+))?"
+from vals import source
+
+VAL_PATH = re.compile(r"/v/(?P<username>[A-Za-z0-9_-]+)/(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.ts(?:\?v=(?P<version>\d+))?")
+MODULE_PATH = re.compile(r"/(?:v|std)/[^\s\"'`]*")
 
 
 def site_root():
@@ -31,26 +32,35 @@ def library_root():
     return f"{settings.RUNTIME_LIBRARY_SCHEME}://{settings.RUNTIME_LIBRARY_HOST}"
 
 
-def _our_prefixes():
-    """Spellings of the module host a val's author may use: root-relative, the site's
-    public address, and the library name."""
-    return ["", re.escape(site_root()), re.escape(library_root()), re.escape(module_root())]
+def _our_path(specifier, pattern):
+    """The match of pattern on specifier's path, when the specifier names this platform's
+    module host: root-relative, by the site's public address, or by either module-host
+    name. None for any other specifier."""
+    for prefix in ("", site_root(), library_root(), module_root()):
+        if specifier.startswith(prefix + "/"):
+            match = pattern.fullmatch(specifier, len(prefix))
+            if match is not None:
+                return match
+    return None
 
 
-def _specifier_pattern(path_pattern):
-    hosts = "|".join(prefix for prefix in _our_prefixes() if prefix)
-    return re.compile(IMPORT_POSITION + rf"(?P<host>(?:{hosts})?)(?P<path>{path_pattern})(?P=quote)")
+def val_named_by(specifier):
+    """(username, name, version or None) of the val a specifier names, or None."""
+    match = _our_path(specifier, VAL_PATH)
+    if match is None:
+        return None
+    version = match.group("version")
+    return match.group("username"), match.group("name"), int(version) if version else None
 
 
 def imported_vals(code):
     """(username, name, version or None) for each val the code imports, in order, once each."""
-    found = []
-    for match in _specifier_pattern(VAL_PATH).finditer(code or ""):
-        version = match.group("version")
-        item = (match.group("username"), match.group("name"), int(version) if version else None)
-        if item not in found:
-            found.append(item)
-    return found
+    found = {}
+    for specifier in source.specifiers(code):
+        item = val_named_by(specifier.text)
+        if item is not None:
+            found.setdefault(item, None)
+    return list(found)
 
 
 def point_imports_at_module_host(code):
@@ -58,62 +68,43 @@ def point_imports_at_module_host(code):
     the name that gets the import token: root-relative paths (which a module loaded
     inline can't resolve) and the site's public address (which the main isolate may
     not import from) alike."""
-    pattern = _specifier_pattern(r"/(?:v|std)/[^\s\"'`]*")
     root = module_root()
-    return pattern.sub(lambda m: f"{m.group('keyword')}{m.group('quote')}{root}{m.group('path')}{m.group('quote')}", code)
+
+    def aimed(specifier):
+        match = _our_path(specifier, MODULE_PATH)
+        return root + match.group() if match is not None else None
+
+    return source.with_specifiers_replaced(code, aimed)
 
 
 # --- Export names, for the stub -------------------------------------------------------
 
-COMMENTS = re.compile(r"/\*.*?\*/|(?<![:\"'\w])//[^\n]*", re.S)
-DECLARED_EXPORT = re.compile(
-    r"^\s*export\s+(?:declare\s+)?(?:async\s+)?(?:function\s*\*?|class|const|let|var|enum)\s+([A-Za-z_$][\w$]*)", re.M
-)
-DESTRUCTURED_EXPORT = re.compile(r"^\s*export\s+(?:const|let|var)\s*\{([^}]*)\}\s*=", re.M)
-EXPORT_LIST = re.compile(r"^\s*export\s*\{([^}]*)\}", re.M)
-DEFAULT_EXPORT = re.compile(r"^\s*export\s+default\b", re.M)
-STAR_EXPORT = re.compile(r"""^\s*export\s*\*\s*from\s*["']([^"']+)["']""", re.M)
-IDENTIFIER = re.compile(r"^[A-Za-z_$][\w$]*$")
+# How many `export * from` modules one stub's names are gathered from.
+MAX_STAR_EXPORTS_FOLLOWED = 20
+IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
 
 
-def export_names(code, resolve_star=None, _seen=None):
-    """The names a module exports at run time (type-only exports left out), found in its
-    text. `resolve_star(specifier)` may return another module's code, to follow
-    `export * from`."""
-    text = COMMENTS.sub("", code or "")
-    names = []
-
-    def add(name):
-        if IDENTIFIER.match(name) and name not in names:
-            names.append(name)
-
-    if DEFAULT_EXPORT.search(text):
-        names.append("default")
-    for match in DECLARED_EXPORT.finditer(text):
-        add(match.group(1))
-    for match in DESTRUCTURED_EXPORT.finditer(text):
-        for part in match.group(1).split(","):
-            add(part.split(":")[-1].split("=")[0].strip())
-    for match in EXPORT_LIST.finditer(text):
-        if re.match(r"^\s*export\s+type\b", match.group(0)):
+def export_names(code, resolve_star=None):
+    """The names a module exports at run time (type-only exports left out).
+    `resolve_star(specifier)` may return another module's code, to follow `export * from`
+    (at most MAX_STAR_EXPORTS_FOLLOWED modules in all)."""
+    names = [name for name in source.export_names(code) if IDENTIFIER.fullmatch(name)]
+    if resolve_star is None:
+        return names
+    seen = set()
+    pending = list(source.star_exports(code))
+    while pending and len(seen) < MAX_STAR_EXPORTS_FOLLOWED:
+        specifier = pending.pop(0)
+        if specifier in seen:
             continue
-        for part in match.group(1).split(","):
-            part = part.strip()
-            if not part or part.startswith("type "):
-                continue
-            add(part.split(" as ")[-1].strip())
-    if resolve_star is not None:
-        seen = _seen if _seen is not None else set()
-        for match in STAR_EXPORT.finditer(text):
-            specifier = match.group(1)
-            if specifier in seen:
-                continue
-            seen.add(specifier)
-            other = resolve_star(specifier)
-            if other is not None:
-                for name in export_names(other, resolve_star, seen):
-                    if name != "default":
-                        add(name)
+        seen.add(specifier)
+        other = resolve_star(specifier)
+        if other is None:
+            continue
+        for name in source.export_names(other):
+            if name != "default" and name not in names and IDENTIFIER.fullmatch(name):
+                names.append(name)
+        pending.extend(source.star_exports(other))
     return names
 
 

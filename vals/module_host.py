@@ -41,10 +41,10 @@ def principal_for_evaluation(principal):
 
 def resolve_star_exports(specifier):
     """The code an `export * from "<specifier>"` refers to, when it's a public val."""
-    found = imports.imported_vals(f'export * from "{specifier}"')
-    if not found:
+    found = imports.val_named_by(specifier)
+    if found is None:
         return None
-    username, name, number = found[0]
+    username, name, number = found
     val = Val.objects.named(username, name).exclude(privacy=Val.Privacy.PRIVATE).first()
     if val is None:
         return None

@@ -11,8 +11,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from vals import source
 from vals.forms import ScheduleForm, ValEditForm
-from vals.evaluations.arguments import default_export_is_a_function
 from vals.models import Val, ValVersion
 from vals.names import random_val_name
 
@@ -97,7 +97,7 @@ def _val_page_context(request, val, old_version=None, form=None):
         "forks": forks[:20],
         "fork_count": forks.count(),
         "parent_visible": val.forked_from is not None and val.forked_from.is_visible_to(request.user),
-        "takes_args": default_export_is_a_function(val.code),
+        "takes_args": source.default_export_is_a_function(val.code),
         **_cron_context(request, val),
     }
 

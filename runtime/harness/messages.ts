@@ -14,9 +14,10 @@ export interface Job {
   code: string | null;
   /**
    * "function": call the named export with `args`. "script": only import the module.
+   * "auto": call the named export if the module has it, else as "script".
    * "http": serve requests with the named export until the host kills the process.
    */
-  mode: "function" | "script" | "http";
+  mode: "function" | "script" | "auto" | "http";
   export: string;
   args: unknown[];
   /** The secrets of the val's owner: the only environment variables the val may see. */

@@ -23,6 +23,9 @@ async function loadVal(job: Job): Promise<Record<string, unknown>> {
 export async function runJob(job: Job): Promise<WireValue> {
   const module = await loadVal(job);
   if (job.mode === "script") return { kind: "undefined" };
+  // "auto": a module with the export is called, one without is a script whose top level
+  // was the whole run. Asked of the loaded module, not guessed from its text.
+  if (job.mode === "auto" && !(job.export in module)) return { kind: "undefined" };
   if (!(job.export in module)) {
     throw new Error(`the val has no export named "${job.export}"`);
   }

@@ -1,15 +1,8 @@
 """The arguments a val is run with."""
 
 import json
-import re
 
 MAX_ARGS_BYTES = 64 * 1024
-
-DEFAULT_EXPORT_IS_A_FUNCTION = re.compile(r"export\s+default\s+(async\s+)?(function\b|\(|[A-Za-z_$][\w$]*\s*=>)")
-
-
-def default_export_is_a_function(code):
-    return bool(DEFAULT_EXPORT_IS_A_FUNCTION.search(code))
 
 
 def parse_args(text):

@@ -2,7 +2,6 @@
 
 import asyncio
 import logging
-import re
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -10,6 +9,7 @@ from django.utils import timezone
 
 import runtime
 from accounts.secrets.models import Redactor, Secret
+from vals import source
 from vals.capabilities import host_call_handler
 from vals.imports import point_imports_at_module_host
 from vals.module_host import needs_library_worker, principal_for_evaluation
@@ -18,10 +18,6 @@ from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.storable import recorded_error, storable
 
 logger = logging.getLogger(__name__)
-
-# A val with a default export has it called with the arguments; one without is a
-# script whose top level is the whole run.
-HAS_DEFAULT_EXPORT = re.compile(r"^\s*export\s+default\b|^\s*export\s*\{[^}]*\bas\s+default\b", re.M)
 
 # Evaluations started by this process that have not finished yet, by id. Holding the
 # tasks keeps them from being garbage-collected mid-run.
@@ -94,15 +90,24 @@ def _secrets_of(principal):
     return Secret.objects.filter(owner_id=principal.pk).environment()
 
 
+def _prepared(code, principal_id):
+    """The code as the sandbox runs it (its imports aimed at the module host), and whether
+    it needs Restricted Library Mode's Worker. Reading the source takes time linear in its
+    length, so callers run this off the event loop."""
+    return point_imports_at_module_host(code), needs_library_worker(code, principal_id)
+
+
 async def _evaluate(principal, code, args, env, on_log=None, api_calls=None):
     """Runs code for principal (None: anonymous) on the runtime: its imports aimed at the
     module host, Restricted Library Mode's Worker if it imports another user's val, and
-    host calls authorised as principal."""
+    host calls authorised as principal. A val with a default export has it called with
+    the arguments; one without is a script whose top level is the whole run."""
     principal_id = principal.pk if principal is not None else None
-    library_worker = await sync_to_async(needs_library_worker)(code, principal_id)
+    await asyncio.to_thread(source.analyse, code)
+    code, library_worker = await sync_to_async(_prepared)(code, principal_id)
     return await runtime.evaluate(
-        code=point_imports_at_module_host(code),
-        mode="function" if HAS_DEFAULT_EXPORT.search(code) else "script",
+        code=code,
+        mode="auto",
         args=args,
         env=env,
         limits=evaluation_limits(),
@@ -153,14 +158,10 @@ def result_fields(result, redactor):
     }
 
 
-# A module (it imports or exports something) rather than a bare expression.
-IS_MODULE = re.compile(r"^\s*(?:import|export)\b", re.M)
-
-
 def code_to_evaluate(code):
-    """/v1/eval's code as a module: a module as it is, an expression as the default
-    export of a function, so that its value is the result."""
-    if IS_MODULE.search(code):
+    """/v1/eval's code as a module: a module (it imports or exports something) as it is,
+    an expression as the default export of a function, so that its value is the result."""
+    if source.is_module(code):
         return code
     return f"export default async () => (\n{code.strip().rstrip(';')}\n);\n"
 
@@ -169,5 +170,6 @@ async def evaluate_code(principal, code, args):
     """Evaluates code that is not a saved val (/v1/eval) as principal (None: anonymous,
     without secrets). Returns (Result, Redactor). Nothing is recorded in a trace."""
     env = await sync_to_async(_secrets_of)(principal)
-    result = await _evaluate(principal, code_to_evaluate(code), args, env)
+    code = await asyncio.to_thread(code_to_evaluate, code)
+    result = await _evaluate(principal, code, args, env)
     return result, Redactor(env.values())
