@@ -62,6 +62,21 @@ class ValQuerySet(models.QuerySet):
     def named(self, username, name):
         return self.filter(owner__username__iexact=username, name__iexact=name)
 
+    def named_any(self, names):
+        """{(username, name) in lower case: val} for the (username, name) pairs given, in
+        one query, whatever their number."""
+        wanted = {(username.lower(), name.lower()) for username, name in names}
+        if not wanted:
+            return {}
+        found = (
+            self.annotate(owner_lower=Lower("owner__username"), name_lower=Lower("name"))
+            .filter(owner_lower__in={u for u, _ in wanted}, name_lower__in={n for _, n in wanted})
+            .select_related("owner")
+        )
+        return {
+            (val.owner_lower, val.name_lower): val for val in found if (val.owner_lower, val.name_lower) in wanted
+        }
+
     def callable_as_api(self, spelled, principal):
         """The val that api("user.val") and /v1/run/user.val name (or "@user/val"), if
         principal (None: anonymous) may run it as its author; else None, so that someone
@@ -178,6 +193,7 @@ class Val(models.Model):
                 owner=owner, name=name, code=code, type=type, privacy=privacy, readme=readme, version=0, **extra
             )
             ValVersion.objects.create(val=val, number=0, code=code)
+            val.record_imports()
             if type == Val.Type.CRON:
                 val.set_schedule(val.schedule or settings.CRON_DEFAULT_SCHEDULE)
         return val
@@ -197,7 +213,8 @@ class Val(models.Model):
             number = locked.version + 1
             version = ValVersion.objects.create(val=self, number=number, code=code)
             Val.objects.filter(pk=self.pk).update(code=code, version=number, updated_at=version.created_at)
-        self.code, self.version = code, number
+            self.code, self.version = code, number
+            self.record_imports()
         return version, True
 
     def revert_to(self, number):
@@ -319,31 +336,43 @@ class Val(models.Model):
 
     # Imports
 
-    def imports_visible_to(self, user):
-        """(val, pinned version or None) for each val this one's code imports that user may see."""
+    def imports_visible_to(self, user, limit=50):
+        """(val, pinned version or None) for the first `limit` vals this one's code
+        imports that user may see, found in one query."""
         from vals.imports import imported_vals
 
+        imported = imported_vals(self.code)[: limit * 2]
+        vals = Val.objects.named_any((username, name) for username, name, _ in imported)
         found = []
-        for username, name, version in imported_vals(self.code):
-            val = Val.objects.named(username, name).select_related("owner").first()
+        for username, name, version in imported:
+            val = vals.get((username.lower(), name.lower()))
             if val is not None and val.is_visible_to(user):
                 found.append((val, version))
-        return found
+        return found[:limit]
+
+    def record_imports(self):
+        """Keeps the vals this one's latest code imports in ValImport, so that "used by"
+        is one indexed query instead of a reading of every candidate's code."""
+        from vals.imports import imported_vals
+
+        names = {}
+        for username, name, _ in imported_vals(self.code):
+            if len(username) <= ValImport.USERNAME_LENGTH and len(name) <= ValImport.NAME_LENGTH:
+                names.setdefault((username.lower(), name.lower()), None)
+            if len(names) >= settings.VAL_MAX_RECORDED_IMPORTS:
+                break
+        ValImport.objects.filter(val=self).delete()
+        ValImport.objects.bulk_create([ValImport(val=self, username=u, name=n) for u, n in names])
 
     def used_by_visible_to(self, user, limit=50):
         """Vals whose latest code imports this one, among those user may list."""
-        from vals.imports import imported_vals
-
-        me = (self.owner.username.lower(), self.name.lower())
-        candidates = (
+        return (
             Val.objects.listed_for(user)
-            .filter(code__icontains=f"/v/{self.owner.username}/{self.name}.ts")
+            .filter(imports_made__username=self.owner.username.lower(), imports_made__name=self.name.lower())
             .exclude(pk=self.pk)
             .select_related("owner")
-            .newest()[: limit * 2]
+            .newest()[:limit]
         )
-        found = [val for val in candidates if me in {(u.lower(), n.lower()) for u, n, _ in imported_vals(val.code)}]
-        return found[:limit]
 
     @property
     def endpoint_url(self):
@@ -392,6 +421,22 @@ class ValVersion(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("Val versions are only deleted with their val.")
+
+
+class ValImport(models.Model):
+    """A val that another val's latest code imports, by its names in lower case (the
+    imported val may not exist, or may be renamed later: names are what code holds)."""
+
+    USERNAME_LENGTH = 39
+    NAME_LENGTH = 48
+
+    val = models.ForeignKey(Val, on_delete=models.CASCADE, related_name="imports_made")
+    username = models.CharField(max_length=USERNAME_LENGTH)
+    name = models.CharField(max_length=NAME_LENGTH)
+
+    class Meta:
+        constraints = [models.UniqueConstraint("val", "username", "name", name="one_import_row_per_imported_val")]
+        indexes = [models.Index(fields=["username", "name"])]
 
 
 class Like(models.Model):

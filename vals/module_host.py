@@ -11,14 +11,17 @@ Who is asking decides what is served:
 A private val the asker may not see is the same 404 as a val that doesn't exist.
 """
 
+import operator
 import re
+from functools import reduce
 
+from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
 import runtime
 from vals import imports
-from vals.models import Val
+from vals.models import Val, ValVersion
 from vals.views import _requested_version
 
 TYPESCRIPT = "application/typescript; charset=utf-8"
@@ -86,25 +89,33 @@ def val_module(request, username, name):
 
 def needs_library_worker(code, principal_id, limit=100):
     """Whether running `code` for principal_id imports another user's val, directly or
-    through the principal's own vals (so Restricted Library Mode's Worker must start)."""
+    through the principal's own vals (so Restricted Library Mode's Worker must start).
+    One query for each level of imports, and at most `limit` vals looked at in all."""
     seen = set()
-    pending = list(imports.imported_vals(code))
-    while pending and len(seen) < limit:
-        username, name, number = pending.pop()
-        if (username.lower(), name.lower(), number) in seen:
-            continue
-        seen.add((username.lower(), name.lower(), number))
-        val = Val.objects.named(username, name).only("id", "owner_id", "privacy", "code").first()
-        if val is None:
-            continue
-        if val.owner_id != principal_id:
-            if val.privacy != Val.Privacy.PRIVATE:
-                return True
-            continue
-        if number is None:
-            pending.extend(imports.imported_vals(val.code))  # the latest version's
-            continue
-        version = val.versions.filter(number=number).only("code").first()
-        if version is not None:
-            pending.extend(imports.imported_vals(version.code))
+    level = imports.imported_vals(code)
+    while level and len(seen) < limit:
+        wanted = []
+        for username, name, number in level:
+            item = (username.lower(), name.lower(), number)
+            if item not in seen and len(seen) < limit:
+                seen.add(item)
+                wanted.append(item)
+        vals = Val.objects.named_any((username, name) for username, name, _ in wanted)
+        next_level, pinned = [], []
+        for username, name, number in wanted:
+            val = vals.get((username, name))
+            if val is None:
+                continue
+            if val.owner_id != principal_id:
+                if val.privacy != Val.Privacy.PRIVATE:
+                    return True
+                continue
+            if number is None:
+                next_level += imports.imported_vals(val.code)  # the latest version's
+            else:
+                pinned.append(Q(val_id=val.pk, number=number))
+        if pinned:
+            for code_of_version in ValVersion.objects.filter(reduce(operator.or_, pinned)).values_list("code", flat=True):
+                next_level += imports.imported_vals(code_of_version)
+        level = next_level
     return False

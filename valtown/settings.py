@@ -223,6 +223,8 @@ ANONYMOUS_EVAL_RATE_LIMIT_PER_IP = env_int("ANONYMOUS_EVAL_RATE_LIMIT_PER_IP", 1
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 * 1024)
 VAL_MAX_CODE_BYTES = env_int("VAL_MAX_CODE_BYTES", 1024 * 1024)
 VAL_MAX_README_BYTES = env_int("VAL_MAX_README_BYTES", 64 * 1024)
+# How many of the vals a val imports are kept for "used by" lists (the first ones).
+VAL_MAX_RECORDED_IMPORTS = env_int("VAL_MAX_RECORDED_IMPORTS", 1000)
 
 # The REST API's rate limits, per minute.
 API_RATE_LIMIT_PER_TOKEN = env_int("API_RATE_LIMIT_PER_TOKEN", 600)
