@@ -157,14 +157,58 @@ def val_history(request, username, name):
     return render(request, "vals/history.html", {"val": val, "versions": versions, "is_owner": val.is_owned_by(request.user)})
 
 
+# Line pairs the diff's matcher may compare: difflib's cost grows with the product of
+# the changed parts' lengths, so past this the changed part is shown as removed, then
+# added, in one hunk, which costs time linear in its length.
+DIFF_BUDGET = 1_000_000
+DIFF_CONTEXT = 3
+
+
 def _diff_rows(old_code, new_code):
     """Unified diff lines, each tagged for colouring."""
+    old, new = old_code.splitlines(), new_code.splitlines()
+    matcher = _Matcher(old, new)
     rows = []
-    lines = difflib.unified_diff(old_code.splitlines(), new_code.splitlines(), lineterm="", n=3)
-    for line in list(lines)[2:]:
-        kind = {"+": "added", "-": "removed", "@": "hunk"}.get(line[:1], "context")
-        rows.append({"kind": kind, "text": line})
+    for group in matcher.get_grouped_opcodes(DIFF_CONTEXT):
+        first, last = group[0], group[-1]
+        rows.append({"kind": "hunk", "text": f"@@ -{_hunk_range(first[1], last[2])} +{_hunk_range(first[3], last[4])} @@"})
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                rows += [{"kind": "context", "text": " " + line} for line in old[i1:i2]]
+                continue
+            rows += [{"kind": "removed", "text": "-" + line} for line in old[i1:i2]]
+            rows += [{"kind": "added", "text": "+" + line} for line in new[j1:j2]]
     return rows
+
+
+def _hunk_range(start, stop):
+    length = stop - start
+    first = start + 1 if length else start
+    return str(first) if length == 1 else f"{first},{length}"
+
+
+class _Matcher(difflib.SequenceMatcher):
+    """difflib's matcher over what changed between the common first and last lines, and
+    only while that stays within DIFF_BUDGET."""
+
+    def __init__(self, old, new):
+        prefix = 0
+        while prefix < min(len(old), len(new)) and old[prefix] == new[prefix]:
+            prefix += 1
+        suffix = 0
+        while suffix < min(len(old), len(new)) - prefix and old[-1 - suffix] == new[-1 - suffix]:
+            suffix += 1
+        changed_old, changed_new = old[prefix : len(old) - suffix], new[prefix : len(new) - suffix]
+        super().__init__(None, changed_old, changed_new)
+        if len(changed_old) * len(changed_new) <= DIFF_BUDGET:
+            middle = super().get_opcodes()
+        else:
+            middle = [("replace", 0, len(changed_old), 0, len(changed_new))]
+        opcodes = [("equal", 0, prefix, 0, prefix)] if prefix else []
+        opcodes += [(tag, i1 + prefix, i2 + prefix, j1 + prefix, j2 + prefix) for tag, i1, i2, j1, j2 in middle if (i1, j1) != (i2, j2) or tag != "equal"]
+        if suffix:
+            opcodes.append(("equal", len(old) - suffix, len(old), len(new) - suffix, len(new)))
+        self.opcodes = opcodes or [("equal", 0, len(old), 0, len(new))]
 
 
 @require_GET
