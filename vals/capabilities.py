@@ -1,7 +1,15 @@
 """What a running val may ask the host for, through the runtime's host calls.
 
 Every call is authorised here from the evaluation's principal: nothing the val says
-about who it is, or whom it writes to, is trusted."""
+about who it is, or whom it writes to, is trusted.
+
+A call whose name starts with "library:" was made by another user's code, running in
+Restricted Library Mode's Worker inside the evaluation (the harness puts the prefix on
+everything the Worker asks for; the val's own code can add it too, and so only give up
+authority). Such code carries no one's authority: its api() calls are made as an
+anonymous caller's (public vals only), its email() goes to the evaluation's principal
+as a val's email does, counted apart and answered without the address, and everything
+else is refused."""
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -17,13 +25,30 @@ class CapabilityError(Exception):
     """Refused, with a message the val sees as its Error."""
 
 
-def _check_email_rate(principal):
-    count, _ = ratelimit.hit(f"email:{principal.pk}", 3600)
+LIBRARY_PREFIX = "library:"
+
+
+def _check_email_rate(bucket):
+    count, _ = ratelimit.hit(bucket, 3600)
     if count > settings.EMAIL_SENDS_PER_HOUR:
         raise CapabilityError(f"email() is limited to {settings.EMAIL_SENDS_PER_HOUR} messages an hour.")
 
 
 def send_email(principal, payload):
+    """The val's own email(): to its principal, who may know their own address."""
+    _send_email(principal, payload, bucket=f"email:{principal.pk}")
+    return {"sent": True, "to": principal.email}
+
+
+def send_email_for_a_library(principal, payload):
+    """Another user's library's email(): to the evaluation's principal too, but in a
+    bucket of its own, so a library can't spend its importer's allowance, and with a
+    reply that tells the library nothing about whom it reached."""
+    _send_email(principal, payload, bucket=f"email-from-libraries:{principal.pk}")
+    return {"sent": True}
+
+
+def _send_email(principal, payload, bucket):
     if not isinstance(payload, dict):
         raise CapabilityError("email() takes an object: { subject, text, html }.")
     subject, text, html = payload.get("subject"), payload.get("text"), payload.get("html")
@@ -34,7 +59,7 @@ def send_email(principal, payload):
             raise CapabilityError(f"email()'s {name} must be a string of at most {MAX_BODY:,} characters.")
     if not principal.email:
         raise CapabilityError("You have no email address to send to.")
-    _check_email_rate(principal)
+    _check_email_rate(bucket)
     send_mail(
         subject=" ".join(subject.split()),
         message=text or "",
@@ -42,7 +67,6 @@ def send_email(principal, payload):
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[principal.email],
     )
-    return {"sent": True, "to": principal.email}
 
 
 HANDLERS = {"email.send": send_email}
@@ -108,6 +132,8 @@ def host_call_handler(principal, api_calls=None):
     api_calls = api_calls or ApiCalls()
 
     async def on_call(name, payload):
+        if name.startswith(LIBRARY_PREFIX):
+            return await _library_call(principal, name[len(LIBRARY_PREFIX) :], payload, api_calls)
         if name == "api.call":
             return await call_val_as_api(principal, payload, api_calls)
         handler = HANDLERS.get(name)
@@ -118,3 +144,20 @@ def host_call_handler(principal, api_calls=None):
         return await sync_to_async(handler)(principal, payload)
 
     return on_call
+
+
+async def _library_call(principal, name, payload, api_calls):
+    """A host call of another user's code (Restricted Library Mode), as nobody."""
+    if name == "api.call":
+        return await call_val_as_api(None, payload, api_calls)
+    if name == "email.send" and principal is not None:
+        return await sync_to_async(send_email_for_a_library)(principal, payload)
+    what = name.split(".")[0]
+    if name not in HANDLERS:
+        raise CapabilityError(f"There is no host capability called {name!r}.")
+    raise CapabilityError(
+        f"{what} is not available to another user's val imported by yours (Restricted Library Mode): "
+        f"call it as an API with api() to use its owner's {what}"
+        if what != "email"
+        else "email needs a signed-in user: this evaluation runs without one."
+    )

@@ -17,6 +17,7 @@ import type { Channel } from "./channel.ts";
 import { captureConsole, Log } from "./console.ts";
 import { describeError } from "./errors.ts";
 import { type Caller, HostCalls } from "./hostcalls.ts";
+import { attributeLibraryCallsWith } from "./library.ts";
 import type { ErrorInfo, GuestMessage, HostMessage, Job, RequestMessage } from "./messages.ts";
 import { type Handler, loadHandler } from "./run.ts";
 
@@ -88,6 +89,10 @@ export async function serveHttp(channel: Channel, job: Job): Promise<void> {
   captureConsole(() => currentExchange.getStore()?.log ?? strayLog);
   const hostCalls = new HostCalls(channel);
   hostCalls.install(() => currentExchange.getStore() ?? null);
+  attributeLibraryCallsWith(() => {
+    const exchange = currentExchange.getStore();
+    return (fn) => (exchange === undefined ? fn() : currentExchange.run(exchange, fn));
+  });
 
   // An error thrown from a timer or an unawaited promise must not take down a process
   // that serves other requests: it is logged (to its request, when known) instead.

@@ -11,8 +11,11 @@
 // (so no secrets), no files, and may import only from the library host (where no
 // import token is sent, so only public code is served) and the CDNs. Exported
 // functions become async proxies: arguments and return values cross by structured
-// clone. The Worker's console lines and its email()/api() calls come back here, so
-// they land in this evaluation and are made for this evaluation's principal.
+// clone. The Worker's console lines come back here, so they land in this evaluation,
+// and so do its host calls, each sent on with its name prefixed "library:" (see
+// LIBRARY_CALL_PREFIX): the host authorises those as nobody, whoever the evaluation
+// runs for. Nothing in the Worker can send a call without the prefix, and the val's
+// own code adding one only gives up its principal's authority.
 //
 // The boundary is the isolate and Deno's permissions, not anything in this file: the
 // Worker's own code could undo every convenience below and still not reach this
@@ -23,8 +26,8 @@ import type { Job } from "./messages.ts";
 
 export const LIBRARY_LOADER = Symbol.for("valtown.library");
 
-/** Host capabilities other users' code may use: both act for this evaluation's principal. */
-const CALLS_ALLOWED_FROM_LIBRARIES = new Set(["email.send", "api.call"]);
+/** What the host sees in front of the name of a host call made by another user's code. */
+export const LIBRARY_CALL_PREFIX = "library:";
 
 type ExportDescription =
   | { kind: "function" }
@@ -36,11 +39,23 @@ type FromWorker =
   | { type: "returned"; id: number; value: unknown }
   | { type: "threw"; id: number; error: { name: string; message: string; stack: string | null } }
   | { type: "log"; level: "log" | "info" | "warn" | "error" | "debug"; text: string }
-  | { type: "hostcall"; id: number; name: string; payload: unknown };
+  | { type: "hostcall"; id: number; name: string; payload: unknown; call: number | null };
 
 interface Pending {
   resolve: (value: unknown) => void;
   reject: (error: Error) => void;
+}
+
+/** Runs fn in the context of whoever was calling when the context was captured. */
+type Enter = <T>(fn: () => T) => T;
+
+// What the Worker's host calls are attributed to: an evaluation has one caller all
+// along; an HTTP val's process serves many requests at once, and http.ts replaces this
+// so that a call is made for the request whose call into the library made it.
+let captureCallerContext: () => Enter = () => (fn) => fn();
+
+export function attributeLibraryCallsWith(capture: () => Enter): void {
+  captureCallerContext = capture;
 }
 
 /**
@@ -51,7 +66,8 @@ export async function prepareLibraries(job: Job): Promise<void> {
   const library = job.library;
   let worker: Worker | null = null;
   if (library !== null && library.start) {
-    worker = new Worker(`data:application/javascript,${encodeURIComponent(`(${libraryWorkerMain.toString()})()`)}`, {
+    const options = JSON.stringify({ attributeCalls: job.mode === "http" });
+    worker = new Worker(`data:application/javascript,${encodeURIComponent(`(${libraryWorkerMain.toString()})(${options})`)}`, {
       type: "module",
       name: "restricted-library",
       deno: {
@@ -86,16 +102,22 @@ function refuseLibraries(url: string): Promise<never> {
 
 function libraryLoader(worker: Worker) {
   const pending = new Map<number, Pending>();
+  // The caller of each call into the library still running, by the call's id: the
+  // Worker names it in the host calls the call makes.
+  const callers = new Map<number, Enter>();
   let nextId = 1;
 
   function ask(message: Record<string, unknown>): Promise<unknown> {
     const id = nextId++;
     return new Promise((resolve, reject) => {
-      pending.set(id, { resolve, reject });
+      const forget = () => callers.delete(id);
+      pending.set(id, { resolve: (value) => (forget(), resolve(value)), reject: (error) => (forget(), reject(error)) });
+      callers.set(id, captureCallerContext());
       try {
         worker.postMessage({ ...message, id });
       } catch (error) {
         pending.delete(id);
+        callers.delete(id);
         reject(
           new TypeError(
             `a value can't be passed to another user's val: only structured-cloneable values (no functions, ` +
@@ -111,7 +133,10 @@ function libraryLoader(worker: Worker) {
     if (message.type === "log") {
       console[message.level](message.text);
     } else if (message.type === "hostcall") {
-      answerHostCall(worker, message);
+      // A call the Worker doesn't attribute to a call into it (its modules' top level,
+      // a timer of its own) is made outside any request: refused in an HTTP val.
+      const enter = (message.call !== null && callers.get(message.call)) || captureCallerContext();
+      enter(() => answerHostCall(worker, message));
     } else {
       const waiting = pending.get(message.id);
       if (waiting === undefined) return;
@@ -146,19 +171,11 @@ function libraryLoader(worker: Worker) {
   };
 }
 
-function answerHostCall(worker: Worker, message: { id: number; name: string; payload: unknown }): void {
+function answerHostCall(worker: Worker, message: { id: number; name: unknown; payload: unknown }): void {
   const reply = (result: { ok: true; value: unknown } | { ok: false; error: string }) =>
     worker.postMessage({ type: "hostcall_result", id: message.id, ...result });
-  if (!CALLS_ALLOWED_FROM_LIBRARIES.has(message.name)) {
-    const what = message.name.split(".")[0];
-    return reply({
-      ok: false,
-      error: `${what} is not available to another user's val imported by yours (Restricted Library Mode): ` +
-        `call it as an API with api() to use its owner's ${what}`,
-    });
-  }
   const hostCall = (globalThis as Record<symbol, unknown>)[HOST_CALL] as (name: string, payload: unknown) => Promise<unknown>;
-  hostCall(message.name, message.payload).then(
+  hostCall(LIBRARY_CALL_PREFIX + String(message.name), message.payload).then(
     (value) => reply({ ok: true, value }),
     (error) => reply({ ok: false, error: (error as Error).message }),
   );
@@ -175,8 +192,19 @@ function rebuiltError(info: { name: string; message: string; stack: string | nul
  * The Worker's whole program, started from its source text (a Worker can't read the
  * harness's files). It must not refer to anything outside itself.
  */
-function libraryWorkerMain() {
+function libraryWorkerMain(options: { attributeCalls: boolean }) {
   const post = (message: unknown) => (self as unknown as Worker).postMessage(message);
+  // Which call into the library is running, through its awaits, so that its host calls
+  // name it: an HTTP val's requests call into the library at the same time.
+  let currentCall: { getStore(): number | undefined; run<T>(call: number, fn: () => T): T } = {
+    getStore: () => undefined,
+    run: (_call, fn) => fn(),
+  };
+  const ready = options.attributeCalls
+    ? import("node:async_hooks").then((hooks) => {
+      currentCall = new hooks.AsyncLocalStorage<number>();
+    })
+    : Promise.resolve();
   const inspect = Deno.inspect;
   const modules = new Map<string, Record<string, unknown>>();
   const hostCalls = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
@@ -209,7 +237,7 @@ function libraryWorkerMain() {
       new Promise((resolve, reject) => {
         const id = nextHostCall++;
         hostCalls.set(id, { resolve, reject });
-        post({ type: "hostcall", id, name, payload });
+        post({ type: "hostcall", id, name, payload, call: currentCall.getStore() ?? null });
       }),
   });
 
@@ -228,6 +256,7 @@ function libraryWorkerMain() {
   }
 
   self.onmessage = async (event: MessageEvent) => {
+    await ready;
     const message = event.data;
     if (message.type === "hostcall_result") {
       const waiting = hostCalls.get(message.id);
@@ -250,7 +279,7 @@ function libraryWorkerMain() {
       } else if (message.type === "call") {
         const target = modules.get(message.url)?.[message.name];
         if (typeof target !== "function") throw new TypeError(`${message.name} is not a function`);
-        const value = await target(...message.args);
+        const value = await currentCall.run(message.id, () => target(...message.args));
         try {
           post({ type: "returned", id: message.id, value });
         } catch (error) {
