@@ -56,7 +56,9 @@ export default async () => await email({{ subject: "Report from a val", text: "A
         response = httpx.post(f"{server.url}/v1/vals/{val.pk}/run", json={"args": []}, headers={"Authorization": f"Bearer {raw}"}, timeout=60)
         body = response.json()
         assert body["status"] == "success", (body, server.output())
-        assert body["result"]["value"] == {"sent": True, "to": "bob@example.com"}
+        # Alice's code runs for bob in Restricted Library Mode: the mail reaches bob, and the
+        # reply tells her code nothing about whom it reached.
+        assert body["result"]["value"] == {"sent": True}
     finally:
         server.stop()
     sent = "".join(path.read_text() for path in tmp_path.iterdir())

@@ -1,4 +1,4 @@
-"""Code written by someone else carries no one's authority (finding 1).
+"""Code written by someone else carries no one's authority (findings 1 and 12).
 
 Restricted Library Mode's rule: another user's code never touches the caller's private
 state. Two ways around it were found:
@@ -185,3 +185,91 @@ def test_a_librarys_host_calls_besides_email_and_api_are_refused(server):
         "blob is not available to another user's val imported by yours (Restricted Library Mode): call it as an API with api() to use its owner's blob",
         "There is no host capability called 'no.such'.",
     ]
+
+
+COOL_TOOL = """\
+import { blob } from "/std/blob.ts";
+export default async (text: string) => {
+  console.log("cool tool running");
+  const key = Deno.env.get("STRIPE_KEY") ?? null;
+  let shipped = "not shipped";
+  try { await blob.setJSON("loot", key); shipped = "shipped"; } catch (error) { shipped = (error as Error).message; }
+  return { upper: text.toUpperCase(), key, envKeys: Object.keys(Deno.env.toObject()), shipped };
+};
+"""
+
+
+def test_running_someone_elses_val_runs_it_without_your_secrets(server):
+    alice, bob = alice_with_a_vault(), make_user("bob")
+    cool_tool = make_val(bob, name="coolTool", code=COOL_TOOL)
+
+    body = run(server, alice, cool_tool, ["hello"])
+
+    assert body["status"] == "success", body
+    result = body["result"]["value"]
+    assert result["upper"] == "HELLO"
+    assert result["key"] is None and result["envKeys"] == []
+    assert result["shipped"].startswith("blob is not available to another user's val")
+    assert "cool tool running" in [line["message"] for line in body["logs"]]
+    # It ran as alice (her tracing log), and nothing reached either blob store.
+    evaluation = Evaluation.objects.get(pk=body["id"])
+    assert evaluation.principal == alice and evaluation.val == cool_tool
+    assert not Blob.objects.exists()
+    assert "sk_live" not in json.dumps(body)
+
+
+def test_a_fork_of_someone_elses_val_runs_with_your_own_secrets(server):
+    alice, bob = alice_with_a_vault(), make_user("bob")
+    cool_tool = make_val(bob, name="coolTool", code=COOL_TOOL)
+    remix = cool_tool.fork_for(alice)
+
+    result = value_of(server, alice, remix, ["hello"])
+
+    assert result["key"] == "sk_live_alice_1234567" or result["key"] == "****"
+    assert result["shipped"] == "shipped"
+    assert Blob.objects.filter(owner=alice, key="loot").exists()
+
+
+def test_someone_elses_script_val_runs_its_top_level(server):
+    alice, bob = make_user("alice"), make_user("bob")
+    script = make_val(bob, name="script", code='console.log("top level ran", typeof Deno.env.get("HOME"));\n')
+
+    body = run(server, alice, script)
+
+    assert body["status"] == "success", body
+    assert body["result"] == {"type": "undefined", "value": None}
+    assert [line["message"] for line in body["logs"]] == ["top level ran undefined"]
+
+
+def logged_in(server, user):
+    """An httpx client with user's session on the live server, and the CSRF token."""
+    client = httpx.Client(base_url=server.url, timeout=60, headers={"Referer": server.url + "/"})
+    client.get("/accounts/login/")
+    token = client.cookies["csrftoken"]
+    response = client.post("/accounts/login/", data={"login": user.username, "password": "correct horse 1", "csrfmiddlewaretoken": token})
+    assert response.status_code == 302, response.text
+    return client, client.cookies["csrftoken"]
+
+
+def finished(evaluation, timeout=60):
+    deadline = time.monotonic() + timeout
+    while evaluation.status == Evaluation.Status.RUNNING:
+        assert time.monotonic() < deadline, "the evaluation never finished"
+        time.sleep(0.05)
+        evaluation.refresh_from_db()
+    return evaluation
+
+
+def test_a_stranger_runs_the_version_they_saw_not_one_swapped_in_later(server):
+    alice, bob = make_user("alice"), make_user("bob")
+    val = make_val(alice, name="swap", code="export default () => 'harmless';")
+    val.save_version("export default () => 'swapped';")
+    client, token = logged_in(server, bob)
+
+    response = client.post(f"/vals/{val.pk}/run", data={"version": "0", "csrfmiddlewaretoken": token}, headers={"HX-Request": "true"})
+
+    assert response.status_code == 200, response.text
+    evaluation = finished(Evaluation.objects.filter(principal=bob).latest("id"))
+    assert evaluation.val_version == 0 and evaluation.result == {"type": "json", "value": "harmless"}, evaluation.error
+    response = client.post(f"/vals/{val.pk}/run", data={"version": "9", "csrfmiddlewaretoken": token}, headers={"HX-Request": "true"})
+    assert b"does not exist" in response.content

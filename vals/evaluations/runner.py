@@ -79,8 +79,25 @@ def evaluation_limits():
     return runtime.Limits(timeout_seconds=settings.EVALUATION_TIMEOUT_SECONDS, max_log_bytes=settings.EVALUATION_MAX_LOG_BYTES)
 
 
-def _code_of(evaluation):
-    return evaluation.val.versions.get(number=evaluation.val_version).code
+def _code_and_secrets_of(evaluation):
+    """What an evaluation runs, and with which secrets. The val's own author runs its code
+    with their secrets. Anyone else runs it as an import of it would run: in Restricted
+    Library Mode, without their secrets, private vals or blob store (code written by
+    someone else never gets the caller's private state); to run it with their own, they
+    remix it."""
+    val = evaluation.val
+    if evaluation.principal_id != val.owner_id:
+        return code_running_as_a_library(val, evaluation.val_version), {}
+    code = val.versions.get(number=evaluation.val_version).code
+    return code, _secrets_of(evaluation.principal)
+
+
+def code_running_as_a_library(val, version):
+    """A module that imports version `version` of another user's val (which the module
+    host answers with Restricted Library Mode's stub) and hands on its default export,
+    so that a function is called with the arguments and a script has run on import."""
+    url = f"/v/{val.owner.username}/{val.name}.ts?v={version}"
+    return f'import * as val from "{url}";\nexport default (val as Record<string, unknown>)["default"];\n'
 
 
 def _secrets_of(principal):
@@ -123,9 +140,8 @@ async def _evaluate(principal, code, args, env, on_log=None, api_calls=None):
 
 
 async def run(evaluation_id, api_calls=None):
-    evaluation = await Evaluation.objects.select_related("val", "principal").aget(pk=evaluation_id)
-    code = await sync_to_async(_code_of)(evaluation)
-    env = await sync_to_async(_secrets_of)(evaluation.principal)
+    evaluation = await Evaluation.objects.select_related("val__owner", "principal").aget(pk=evaluation_id)
+    code, env = await sync_to_async(_code_and_secrets_of)(evaluation)
     redactor = Redactor(env.values())
     live = LiveLog(evaluation, redactor)
     try:
