@@ -133,7 +133,7 @@ class _Lexer:
                 if third[1] == "import" and third[4] == 0 and not (kind == PUNCT and text in ("(", ".", "=", "?.")):
                     self.imports_at_top_level = True
             if (
-                kind == PUNCT and text in (")", ",") and third[0] == STRING
+                kind == PUNCT and text in (")", ",") and third is not None and third[0] == STRING
                 and second is not None and second[1] == "(" and second[0] == PUNCT
                 and first is not None and first[0] == NAME and first[1] == "import" and not first[5]
             ):
