@@ -10,7 +10,7 @@ from ninja.errors import ValidationError as SchemaValidationError
 from ninja.responses import Status
 
 from accounts.secrets.models import Secret
-from vals.api.auth import TokenAuth, require_write
+from vals.api.auth import READ, WRITE
 from vals.api.errors import ERRORS, ApiError, Error, bad_request, not_found
 from vals.api.schemas import (
     CodeIn,
@@ -40,7 +40,7 @@ api = NinjaAPI(
     version="1",
     description="Vals, versions, evaluations and secrets. Authenticate with `Authorization: Bearer <token>` "
     "(create one at /settings/tokens).",
-    auth=TokenAuth(),
+    auth=WRITE,  # each operation that only reads says so (vals/api/auth.py)
     urls_namespace="api",
     docs_url="/docs",
     openapi_url="/openapi.json",
@@ -169,7 +169,6 @@ def own_val(request, val_id):
     val = visible_val(request, val_id)
     if not val.is_owned_by(request.user):
         raise ApiError(403, "forbidden", "Only the val's owner can change it.")
-    require_write(request)
     return val
 
 
@@ -180,7 +179,7 @@ def pagination(limit, offset):
 # --- Me -----------------------------------------------------------------------------
 
 
-@api.get("/me", response={200: UserOut, **ERRORS}, tags=["me"])
+@api.get("/me", response={200: UserOut, **ERRORS}, tags=["me"], auth=READ)
 def me(request):
     user = request.user
     return {"id": user.pk, "username": user.username, "bio": user.bio, "url": settings.SITE_ROOT.rstrip("/") + user.get_absolute_url()}
@@ -189,7 +188,7 @@ def me(request):
 # --- Vals ---------------------------------------------------------------------------
 
 
-@api.get("/vals", response={200: ValPage, **ERRORS}, tags=["vals"])
+@api.get("/vals", response={200: ValPage, **ERRORS}, tags=["vals"], auth=READ)
 def list_my_vals(request, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset: int = Query(0, ge=0, le=MAX_OFFSET)):
     """Your vals, newest first."""
     limit, offset = pagination(limit, offset)
@@ -199,19 +198,18 @@ def list_my_vals(request, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset
 
 @api.post("/vals", response={201: ValOut, **ERRORS}, tags=["vals"])
 def create_val(request, payload: ValIn):
-    require_write(request)
     val = Val.create(
         owner=request.user, name=payload.name, code=payload.code, type=payload.type, privacy=payload.privacy, readme=payload.readme
     )
     return Status(201, val_out(val, request.user))
 
 
-@api.get("/vals/{val_id}", response={200: ValOut, **ERRORS}, tags=["vals"])
+@api.get("/vals/{val_id}", response={200: ValOut, **ERRORS}, tags=["vals"], auth=READ)
 def get_val(request, val_id: PathId):
     return val_out(visible_val(request, val_id), request.user)
 
 
-@api.get("/alias/{username}/{name}", response={200: ValOut, **ERRORS}, tags=["vals"])
+@api.get("/alias/{username}/{name}", response={200: ValOut, **ERRORS}, tags=["vals"], auth=READ)
 def get_val_by_name(request, username: str, name: str):
     val = Val.objects.named(username, name).select_related("owner", "forked_from").first()
     if val is None or not val.is_visible_to(request.user):
@@ -241,14 +239,14 @@ def delete_val(request, val_id: PathId):
     return Status(204, None)
 
 
-@api.get("/vals/{val_id}/versions", response={200: VersionPage, **ERRORS}, tags=["versions"])
+@api.get("/vals/{val_id}/versions", response={200: VersionPage, **ERRORS}, tags=["versions"], auth=READ)
 def list_versions(request, val_id: PathId, limit: int = Query(50, ge=1, le=MAX_PAGE_SIZE), offset: int = Query(0, ge=0, le=MAX_OFFSET)):
     limit, offset = pagination(limit, offset)
     val = visible_val(request, val_id)
     return page(val.versions.order_by("-number"), limit, offset, lambda v: {"number": v.number, "created_at": v.created_at})
 
 
-@api.get("/vals/{val_id}/versions/{number}", response={200: VersionOut, **ERRORS}, tags=["versions"])
+@api.get("/vals/{val_id}/versions/{number}", response={200: VersionOut, **ERRORS}, tags=["versions"], auth=READ)
 def get_version(request, val_id: PathId, number: PathId):
     val = visible_val(request, val_id)
     try:
@@ -268,14 +266,12 @@ def save_code(request, val_id: PathId, payload: CodeIn):
 
 @api.post("/vals/{val_id}/fork", response={201: ValOut, **ERRORS}, tags=["vals"])
 def fork_val(request, val_id: PathId):
-    require_write(request)
     fork = visible_val(request, val_id).fork_for(request.user)
     return Status(201, val_out(fork, request.user))
 
 
 @api.post("/vals/{val_id}/like", response={200: LikeOut, **ERRORS}, tags=["likes"])
 def like_val(request, val_id: PathId):
-    require_write(request)
     val = visible_val(request, val_id)
     val.like_by(request.user)
     return {"liked": True, "like_count": val.like_count}
@@ -283,7 +279,6 @@ def like_val(request, val_id: PathId):
 
 @api.delete("/vals/{val_id}/like", response={200: LikeOut, **ERRORS}, tags=["likes"])
 def unlike_val(request, val_id: PathId):
-    require_write(request)
     val = visible_val(request, val_id)
     val.unlike_by(request.user)
     return {"liked": False, "like_count": val.like_count}
@@ -303,7 +298,7 @@ def my_evaluations(request, val_id=None, status=None, trigger=None):
     return evaluations
 
 
-@api.get("/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"])
+@api.get("/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"], auth=READ)
 def list_evaluations(
     request,
     val_id: int | None = Query(None, ge=0, le=MAX_ID),
@@ -317,7 +312,7 @@ def list_evaluations(
     return page(my_evaluations(request, val_id, status, trigger), limit, offset, evaluation_summary)
 
 
-@api.get("/vals/{val_id}/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"])
+@api.get("/vals/{val_id}/evaluations", response={200: EvaluationPage, **ERRORS}, tags=["evaluations"], auth=READ)
 def list_val_evaluations(
     request,
     val_id: PathId,
@@ -332,7 +327,7 @@ def list_val_evaluations(
     return page(my_evaluations(request, val_id, status, trigger), limit, offset, evaluation_summary)
 
 
-@api.get("/evaluations/{evaluation_id}", response={200: EvaluationOut, **ERRORS}, tags=["evaluations"])
+@api.get("/evaluations/{evaluation_id}", response={200: EvaluationOut, **ERRORS}, tags=["evaluations"], auth=READ)
 def get_evaluation(request, evaluation_id: PathId):
     evaluation = Evaluation.objects.filter(pk=evaluation_id, principal=request.user).first()
     if evaluation is None:
@@ -344,7 +339,6 @@ def get_evaluation(request, evaluation_id: PathId):
 async def run_val(request, val_id: PathId, payload: RunIn, wait: bool = True):
     """Run a val as you, with your secrets. With wait=false, returns at once; follow its logs
     over the websocket /ws/evaluations/{id}."""
-    require_write(request)
     val = await sync_to_async(visible_val)(request, val_id)
     try:
         evaluation = await runner.start(request.user, val, payload.args, trigger=Evaluation.Trigger.API)
@@ -358,7 +352,7 @@ async def run_val(request, val_id: PathId, payload: RunIn, wait: bool = True):
 # --- Secrets ------------------------------------------------------------------------
 
 
-@api.get("/secrets", response={200: SecretList, **ERRORS}, tags=["secrets"])
+@api.get("/secrets", response={200: SecretList, **ERRORS}, tags=["secrets"], auth=READ)
 def list_secrets(request):
     """Names only: values are never returned."""
     return {"items": [{"name": s.name, "updated_at": s.updated_at} for s in request.user.secrets.only("name", "updated_at")]}
@@ -366,14 +360,12 @@ def list_secrets(request):
 
 @api.put("/secrets/{name}", response={204: None, **ERRORS}, tags=["secrets"])
 def set_secret(request, name: str, payload: SecretIn):
-    require_write(request)
     Secret.put(request.user, name, payload.value)
     return Status(204, None)
 
 
 @api.delete("/secrets/{name}", response={204: None, **ERRORS}, tags=["secrets"])
 def delete_secret(request, name: str):
-    require_write(request)
     deleted, _ = Secret.objects.filter(owner=request.user, name=name).delete()
     if not deleted:
         raise not_found("No such secret.")

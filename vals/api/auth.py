@@ -1,4 +1,10 @@
-"""Bearer-token auth and rate limits, per token and per client IP."""
+"""Bearer-token auth with scopes, and rate limits per token and per client IP.
+
+Every operation names the access it needs in its `auth`: READ to look, WRITE to change
+anything or to run code (a run acts with the user's secrets, blobs, email and api(), so
+it is a write, even behind a GET). The API's default is WRITE, so an operation that
+forgets to say is never open to a read-only token. The check itself is here alone:
+TokenAuth.authenticate."""
 
 from django.conf import settings
 from ninja.security import HttpBearer
@@ -20,6 +26,14 @@ def check_rate(bucket, limit_per_minute):
 
 
 class TokenAuth(HttpBearer):
+    """A usable token (not expired, its user active) whose scope allows `access`."""
+
+    def __init__(self, access):
+        super().__init__()
+        if access not in (ApiToken.Scope.READ, ApiToken.Scope.WRITE):
+            raise ValueError(f"unknown access {access!r}")
+        self.access = access
+
     def __call__(self, request):
         check_rate(f"ip:{client_ip(request)}", settings.API_RATE_LIMIT_PER_IP)
         return super().__call__(request)
@@ -29,10 +43,14 @@ class TokenAuth(HttpBearer):
         if api_token is None:
             return None
         check_rate(f"token:{api_token.pk}", settings.API_RATE_LIMIT_PER_TOKEN)
+        if self.access == ApiToken.Scope.WRITE and not api_token.can_write:
+            raise ApiError(
+                403, "forbidden", "This token is read-only; this needs a read-write token (running code is a write)."
+            )
         request.user = api_token.user
         return api_token
 
 
-def require_write(request):
-    if not request.auth.can_write:
-        raise ApiError(403, "forbidden", "This token is read-only; this needs a read-write token.")
+READ = TokenAuth(ApiToken.Scope.READ)
+# Changes state or runs code.
+WRITE = TokenAuth(ApiToken.Scope.WRITE)

@@ -1,8 +1,10 @@
 """Running code and vals over HTTP: /v1/eval, /v1/run/<user>.<val> and /v1/express/....
 
-A token is optional here. With one, /v1/eval runs as its user, with their secrets;
-without, it runs with no secrets, no email or blob, and a stricter rate limit.
-/v1/run and /v1/express run a val in API mode: as its author, whoever calls.
+A token is optional here. With one, /v1/eval runs as its user, with their secrets, so it
+needs a read-write token (running code is a write, GET or not); without, it runs with
+no secrets, no email or blob, and a stricter rate limit. /v1/run and /v1/express run a
+val in API mode: as its author, whoever calls; a token there lets its user run their own
+private vals, and so needs write access too.
 """
 
 import json
@@ -15,6 +17,7 @@ from ninja import Router, Schema
 from ninja.responses import Status
 
 import runtime
+from accounts.models import ApiToken
 from vals.api.auth import TokenAuth, check_rate, client_ip
 from vals.api.errors import ERRORS, ApiError, Error, bad_request, not_found
 from vals.evaluations import runner
@@ -28,7 +31,8 @@ MAX_ARGS = 100
 
 
 class OptionalToken(TokenAuth):
-    """A valid bearer token, or none at all (anonymous). A wrong token is still a 401."""
+    """A valid bearer token with `access`, or none at all (anonymous). A wrong token is
+    still a 401, and a read-only one a 403 where code runs."""
 
     ANONYMOUS = "anonymous"
 
@@ -37,6 +41,10 @@ class OptionalToken(TokenAuth):
             check_rate(f"ip:{client_ip(request)}", settings.API_RATE_LIMIT_PER_IP)
             return self.ANONYMOUS
         return super().__call__(request)
+
+
+# A run acts with its caller's secrets, blobs, email and api(): a write.
+RUNS_CODE = OptionalToken(ApiToken.Scope.WRITE)
 
 
 def caller(request):
@@ -107,13 +115,13 @@ async def evaluate(request, code, args):
     return outcome_response(result, redactor)
 
 
-@router.get("/eval/{expression}", response={200: EvalOut, **EVAL_ERRORS}, auth=OptionalToken())
+@router.get("/eval/{expression}", response={200: EvalOut, **EVAL_ERRORS}, auth=RUNS_CODE)
 async def eval_expression(request, expression: str):
     """Evaluate a URL-encoded expression (or module) and return its value and logs."""
     return await evaluate(request, expression, [])
 
 
-@router.post("/eval", response={200: EvalOut, **EVAL_ERRORS}, auth=OptionalToken())
+@router.post("/eval", response={200: EvalOut, **EVAL_ERRORS}, auth=RUNS_CODE)
 async def eval_code(request, payload: EvalIn):
     """Evaluate code: an expression, or a module whose default export is called with args."""
     return await evaluate(request, payload.code, payload.args)
@@ -163,19 +171,19 @@ async def run_as_author(request, spelled, args):
     )
 
 
-@router.get("/run/{spelled}", response={200: Any, **EVAL_ERRORS}, auth=OptionalToken())
+@router.get("/run/{spelled}", response={200: Any, **EVAL_ERRORS}, auth=RUNS_CODE)
 async def run_get(request, spelled: str, args: str = "[]"):
     """Run a val as its author, with ?args=<JSON array>; the response is its JSON return value."""
     return await run_as_author(request, spelled, parse_args(args))
 
 
-@router.post("/run/{spelled}", response={200: Any, **EVAL_ERRORS}, auth=OptionalToken())
+@router.post("/run/{spelled}", response={200: Any, **EVAL_ERRORS}, auth=RUNS_CODE)
 async def run_post(request, spelled: str):
     """Run a val as its author, with a JSON array of arguments as the body."""
     return await run_as_author(request, spelled, parse_args(request.body.decode("utf-8", "replace") or "[]"))
 
 
-@router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/express/{spelled}/{path:path}", response={307: None, **ERRORS}, auth=OptionalToken())
+@router.api_operation(["GET", "POST", "PUT", "PATCH", "DELETE"], "/express/{spelled}/{path:path}", response={307: None, **ERRORS}, auth=OptionalToken(ApiToken.Scope.READ))
 def express(request, spelled: str, path: str):
     """An HTTP val's handler, in API mode: a redirect to the val's own origin, so that its
     response never runs as this site's origin. 307 keeps the method and body."""
