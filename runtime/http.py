@@ -14,7 +14,8 @@ the val back instead of filling memory. What the visitor sees when things go wro
     any of these after answering      the response ends where it was (outcome says so)
 
 When the visitor leaves (http.disconnect), the guest's Request.signal aborts and the
-response stream is cancelled.
+response stream is cancelled. A visitor who stops reading without leaving holds a
+streamed response's send() at most until the deadline: then the request times out.
 """
 
 import asyncio
@@ -118,6 +119,7 @@ class Exchange:
         self._host = None  # the Host header
         self._outbox = []  # ASGI messages to send in one go
         self._credit_due = 0
+        self._streamed = False  # the response is a head and chunks, not one whole message
 
     @property
     def response_started(self):
@@ -320,6 +322,7 @@ class Exchange:
             return HttpOutcome(status=SUCCESS, http_status=self.http_status, response_complete=True)
         if kind == "head" and not self.response_started:
             self.http_status = message["status"]
+            self._streamed = True
             self._outbox.append(
                 {"type": "http.response.start", "status": message["status"], "headers": _headers(message["headers"])}
             )
@@ -363,7 +366,11 @@ class Exchange:
         if self.client_disconnected:
             return
         try:
-            await self.send_all(messages)
+            if self._streamed:
+                if not await self._send_before_the_deadline(messages):
+                    return  # the deadline's own timer delivers ("timeout",)
+            else:
+                await self.send_all(messages)
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -373,6 +380,23 @@ class Exchange:
             return
         if credit and self.guest_has_it:
             self.warm.send({"type": "credit", "request": self.request_id, "bytes": credit})
+
+    async def _send_before_the_deadline(self, messages):
+        """send_all(messages), given up when the deadline comes first (then False).
+
+        A send() that waits until the visitor has taken the bytes (uvicorn's waits
+        for its transport to drain) would wait for ever on one who stopped reading;
+        the request ends at its deadline instead, as any other does. Only a streamed response's sends
+        are watched: a whole response, the common case, is spared the timer."""
+        deadline = asyncio.timeout_at(self._deadline)
+        try:
+            async with deadline:
+                await self.send_all(messages)
+        except TimeoutError:
+            if deadline.expired():
+                return False
+            raise
+        return True
 
     async def _answer_with_error(self, status, extra_headers=()):
         """A plain page: nothing of the val's error reaches the visitor."""

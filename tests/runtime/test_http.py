@@ -180,6 +180,29 @@ async def test_a_slow_visitor_holds_back_a_val_that_streams_as_fast_as_it_can(en
     assert produced * 1024 <= delivered + 16 * 1024 + 4 * 1024, (produced, delivered)
 
 
+async def test_a_visitor_who_stops_reading_does_not_hold_the_request_past_its_deadline(engine):
+    # A server whose send() waits until the visitor takes the bytes waits forever for
+    # one who never does: the request's deadline ends the wait, and the request.
+    class StopsReading(Visitor):
+        async def send(self, message):
+            await super().send(message)
+            if len(self.body_chunks) >= 3:
+                await asyncio.Event().wait()
+
+    val = """
+    export default () => new Response(new ReadableStream({
+      pull(controller) { controller.enqueue(new Uint8Array(1024)); },
+      cancel() { console.log("stream cancelled"); },
+    }))
+    """
+    async with asyncio.timeout(10):
+        outcome, _ = await serve(engine, val, StopsReading(), limits=Limits(timeout_seconds=0.5))
+
+    assert (outcome.status, outcome.kill_reason) == ("timeout", "timeout")
+    assert not outcome.client_disconnected and not outcome.response_complete
+    assert "stream cancelled" in [line.message for line in outcome.logs]
+
+
 async def test_a_visitor_leaving_aborts_the_request_and_cancels_the_stream(engine):
     val = """
     export default (req: Request) => {
