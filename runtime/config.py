@@ -133,7 +133,9 @@ class PoolConfig:
     # Blank processes kept started for HTTP vals, so a key's first request need not
     # wait for Deno to start. They count apart from pool_size and http_max_processes.
     http_spare_processes: int = 1
-    # Response bytes a val may stream ahead of what the visitor has taken.
+    # Response bytes a val may stream ahead of what the visitor has taken (of what the
+    # ASGI server's send() has returned for: a send() must wait while the visitor's
+    # connection is full for this to bound memory; see runtime/README.md, Backpressure).
     http_response_window_bytes: int = 256 * 1024
 
     def with_changes(self, **changes):

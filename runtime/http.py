@@ -4,7 +4,9 @@ An Exchange runs on the pool's event loop. It reads the visitor's request from A
 receive() and streams it to the guest, and passes the guest's response to ASGI send()
 as it is produced. The guest streams at most http_response_window_bytes ahead: the
 host credits each chunk back only once send() has taken it, so a slow visitor holds
-the val back instead of filling memory. What the visitor sees when things go wrong:
+the val back instead of filling memory, as long as send() waits while the visitor's
+connection is full (daphne's doesn't on its own: valtown/backpressure.py makes it).
+What the visitor sees when things go wrong:
 
     body over max_body_bytes          413 (the handler is not called, or is aborted)
     handler threw before answering    500, a plain page; the stack is in outcome.error
@@ -384,10 +386,11 @@ class Exchange:
     async def _send_before_the_deadline(self, messages):
         """send_all(messages), given up when the deadline comes first (then False).
 
-        A send() that waits until the visitor has taken the bytes (uvicorn's waits
-        for its transport to drain) would wait for ever on one who stopped reading;
-        the request ends at its deadline instead, as any other does. Only a streamed response's sends
-        are watched: a whole response, the common case, is spared the timer."""
+        A send() that waits until the visitor's connection can take more (uvicorn's;
+        daphne's, as the platform's entry point makes it) would wait for ever on a
+        visitor who stopped reading: the request ends at its deadline instead, as any
+        other does. Only a streamed response's sends are watched: a whole response,
+        the common case, is spared the timer."""
         deadline = asyncio.timeout_at(self._deadline)
         try:
             async with deadline:

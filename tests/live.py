@@ -30,9 +30,11 @@ def database_url_for_tests():
 
 
 class LiveServer:
-    def __init__(self, extra_env=None, port=None, command_prefix=()):
+    def __init__(self, extra_env=None, port=None, command_prefix=(), runserver=False):
         # A given port lets a test restart "the same" server after stopping or killing it.
         # command_prefix wraps the server's command line (it must exec its arguments).
+        # runserver: `manage.py runserver` (daphne's, as `make run` serves) instead of
+        # `python -m daphne` (as the Procfile does).
         self.port = port or free_port()
         self.url = f"http://localhost:{self.port}"
         env = {
@@ -45,8 +47,12 @@ class LiveServer:
             **(extra_env or {}),
         }
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"valtown-live-{self.port}.log", "w+")
+        if runserver:
+            server = ["manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
+        else:
+            server = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "valtown.asgi:application"]
         self.process = subprocess.Popen(
-            [*command_prefix, sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "valtown.asgi:application"],
+            [*command_prefix, sys.executable, *server],
             cwd=ROOT,
             env=env,
             stdout=self.log,

@@ -86,14 +86,19 @@ _finish_on_shutdown()
 
 from vals.evaluations.ws_auth import TokenOrSessionAuth  # noqa: E402
 from vals.http_gateway import HttpValRouter  # noqa: E402
+from valtown.backpressure import SendWaitsForTheSocket  # noqa: E402
 
-# Requests for HTTP vals' own origins are routed first, around Django entirely.
-application = HttpValRouter(
-    ProtocolTypeRouter(
-        {
-            "http": django_asgi_app,
-            "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
-        }
+# Requests for HTTP vals' own origins are routed first, around Django entirely. Outermost,
+# under daphne, a response's send() waits while its connection's write buffer is full:
+# else a visitor who stops reading lets a streamed response pile up in this process.
+application = SendWaitsForTheSocket(
+    HttpValRouter(
+        ProtocolTypeRouter(
+            {
+                "http": django_asgi_app,
+                "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
+            }
+        )
     )
 )
 
