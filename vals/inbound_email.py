@@ -2,6 +2,9 @@
 
 Each email val has the address <username>.<valname>@<EMAIL_DOMAIN>. Mail arrives
 through `manage.py runsmtp` or the authenticated HTTP endpoint; both end up here.
+The address is made of public names, so it is no secret: privacy decides. Public and
+unlisted email vals receive mail; a private one receives none, and its address is
+answered exactly like one that no val has (550 at RCPT, 404 over HTTP).
 """
 
 import base64
@@ -22,7 +25,7 @@ class InvalidEmail(ValueError):
 
 
 class UnknownRecipient(InvalidEmail):
-    """No email val has any of the message's addresses."""
+    """No email val receives mail at any of the message's addresses."""
 
 
 def parse_message(raw):
@@ -65,12 +68,13 @@ def parse_message(raw):
 
 
 def val_for_address(address):
-    """The email val an address belongs to, or None."""
+    """The email val an address receives mail for, or None: a private val receives none,
+    answered exactly like an address no val has."""
     local, _, domain = (address or "").strip().strip("<>").rpartition("@")
     if domain.lower() != settings.EMAIL_DOMAIN.lower() or "." not in local:
         return None
     username, name = local.rsplit(".", 1)
-    return Val.objects.named(username, name).filter(type=Val.Type.EMAIL).select_related("owner").first()
+    return Val.objects.named(username, name).receiving_mail().select_related("owner").first()
 
 
 async def deliver(raw, recipients=None):
@@ -87,5 +91,5 @@ async def deliver(raw, recipients=None):
         if val is not None:
             evaluations.append(await runner.start(val.owner, val, [email], trigger=Evaluation.Trigger.EMAIL))
     if not evaluations:
-        raise UnknownRecipient("No email val has that address.")
+        raise UnknownRecipient("No email val receives mail at that address.")
     return evaluations

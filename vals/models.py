@@ -87,6 +87,13 @@ class ValQuerySet(models.QuerySet):
             return None
         return val
 
+    def receiving_mail(self):
+        """Email vals that mail may run: not private ones. Mail carries no identity (a From
+        header is whatever the sender typed), so every sender is a stranger, and to a
+        stranger a private val is one that doesn't exist. Filtering in the query keeps a
+        private address on the same path as a missing one: one query, no second look."""
+        return self.filter(type=Val.Type.EMAIL).exclude(privacy=Val.Privacy.PRIVATE)
+
     def newest(self):
         return self.order_by("-created_at", "-id")
 
@@ -275,6 +282,11 @@ class Val(models.Model):
 
     def is_listed(self):
         return self.privacy == Val.Privacy.PUBLIC
+
+    @property
+    def receives_mail(self):
+        """What Val.objects.receiving_mail() says of this val."""
+        return self.type == Val.Type.EMAIL and self.privacy != Val.Privacy.PRIVATE
 
     def can_be_forked_by(self, user):
         return user.is_authenticated and self.is_visible_to(user)

@@ -15,7 +15,7 @@ from vals.inbound_email import InvalidEmail, UnknownRecipient, deliver, val_for_
 class EmailValHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if await sync_to_async(val_for_address)(address) is None:
-            return "550 5.1.1 No email val has that address"
+            return "550 5.1.1 No email val receives mail at that address"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
