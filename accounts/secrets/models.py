@@ -1,10 +1,14 @@
+import base64
+import binascii
 import re
 
+from ahocorasick_rs import BytesAhoCorasick, Implementation, MatchKind
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from accounts.secrets.crypto import decrypt, encrypt
+from accounts.secrets.escapes import needs_escaping, once_printed_forms, printed_parts, twice_printed_forms
 
 SECRET_NAME_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 MAX_VALUE_BYTES = 32 * 1024
@@ -13,6 +17,11 @@ MAX_SECRETS_PER_USER = 100
 # would make logs unreadable, and such values protect nothing.
 MIN_REDACTED_LENGTH = 4
 REDACTED = "****"
+# How many bytes of the Redactor's automaton may be escaped forms of the values, beyond
+# the values themselves (each costs about 40 bytes of memory, and more time to build
+# when it is a prefix of a value, as the part Deno shows of a long one is): every form
+# of 30 RSA-4096 PEM keys fits.
+ESCAPED_FORMS_BUDGET_BYTES = 256 * 1024
 
 
 def validate_secret_name(name):
@@ -71,17 +80,80 @@ class Secret(models.Model):
 
 
 class Redactor:
-    """Replaces secret values with **** in text and in JSON-like values."""
+    """Replaces secret values with **** in text and in JSON-like values: each value as it
+    is and in every form a val's output can escape it to (accounts/secrets/escapes.py),
+    and inside the bytes of a base64 response body.
+
+    All the forms are searched for at once with an Aho-Corasick automaton, leftmost
+    longest first: one pass, linear in the text whatever the secrets are. A regular
+    expression alternation of the forms backtracks: it tries every form afresh at every
+    position, so a log repeating the start of a long self-similar secret costs it the
+    text's length times the secret's (3e10 steps for 32 KB in 1 MB)."""
 
     def __init__(self, values):
         self.values = sorted({v for v in values if len(v) >= MIN_REDACTED_LENGTH}, key=len, reverse=True)
+        parts = sorted({part for value in self.values for part in printed_parts(value)}, key=len)
+        # UTF-8 bytes, so that one automaton serves text and binary bodies alike; a
+        # match of whole characters starts and ends on a character boundary.
+        patterns = {part.encode("utf-8") for part in parts}
+        budget = ESCAPED_FORMS_BUDGET_BYTES
+        # The automaton costs memory and time in proportion to what it searches for. The
+        # secrets themselves are always in it; their escaped forms within a budget, once
+        # printed before twice printed, the shortest secrets' first, until one doesn't
+        # fit: a user whose secrets are megabytes of quotes and newlines can't make every
+        # run spend seconds and a gigabyte on them, and still has every short secret (an
+        # API key) masked in every form.
+        for printed_forms in (once_printed_forms, twice_printed_forms):
+            for part in parts:
+                if not needs_escaping(part):
+                    continue  # printed as it is
+                encoded = {form.encode("utf-8") for form in printed_forms(part)} - patterns
+                size = sum(map(len, encoded))
+                if size > budget:
+                    break
+                patterns |= encoded
+                budget -= size
+        self._matcher = None
+        if patterns:
+            # The noncontiguous NFA builds fastest and smallest; left to choose, the
+            # library builds a DFA, many times the memory and time for megabytes.
+            self._matcher = BytesAhoCorasick(
+                sorted(patterns), matchkind=MatchKind.LeftmostLongest, implementation=Implementation.NoncontiguousNFA
+            )
+
+    def binary(self, data):
+        """data with every form of every secret replaced, as bytes."""
+        if self._matcher is None:
+            return data
+        matches = self._matcher.find_matches_as_indexes(data)
+        if not matches:
+            return data
+        kept, end = [], 0
+        for _, start, stop in matches:
+            kept.append(data[end:start])
+            end = stop
+        kept.append(data[end:])
+        return REDACTED.encode().join(kept)
 
     def text(self, text):
-        if not self.values or not isinstance(text, str):
+        if self._matcher is None or not isinstance(text, str):
             return text
-        for value in self.values:
-            text = text.replace(value, REDACTED)
-        return text
+        # surrogatepass: a val's text can hold lone surrogates, which no secret does.
+        data = text.encode("utf-8", "surrogatepass")
+        redacted = self.binary(data)
+        return text if redacted is data else redacted.decode("utf-8", "surrogatepass")
+
+    def base64_body(self, encoded):
+        """A base64 body with the secrets redacted from the bytes it stands for: base64
+        spells the same bytes three ways over, by their offset, and each way's ends
+        depend on the bytes around, so it is decoded, redacted and encoded again. Not
+        base64 after all: redacted as text."""
+        try:
+            data = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            return self.text(encoded)
+        redacted = self.binary(data)
+        return encoded if redacted is data else base64.b64encode(redacted).decode("ascii")
 
     def value(self, value):
         if isinstance(value, str):
@@ -89,5 +161,9 @@ class Redactor:
         if isinstance(value, list):
             return [self.value(item) for item in value]
         if isinstance(value, dict):
-            return {self.text(key): self.value(item) for key, item in value.items()}
+            redacted = {self.text(key): self.value(item) for key, item in value.items()}
+            # A Response's body that isn't UTF-8 is kept as base64 (runtime/result.py).
+            if value.get("body_encoding") == "base64" and isinstance(value.get("body"), str):
+                redacted["body"] = self.base64_body(value["body"])
+            return redacted
         return value
