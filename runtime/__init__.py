@@ -10,7 +10,7 @@
 Plain Python: nothing here needs Django. See runtime/README.md for the security model.
 """
 
-from runtime.config import Limits, PoolConfig
+from runtime.config import Limits, PoolConfig, Tenant, load_config
 from runtime.engine import Engine, get_engine
 from runtime.grants import import_grant
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
@@ -28,10 +28,12 @@ __all__ = [
     "Result",
     "RuntimeBusy",
     "RuntimeUnavailable",
+    "Tenant",
     "evaluate",
     "evaluate_sync",
     "http_endpoint",
     "import_grant",
+    "processes_per_tenant",
     "serve_http",
     "shutdown",
 ]
@@ -55,6 +57,12 @@ def http_endpoint(key, **kwargs):
 async def serve_http(key, **kwargs):
     """Serves one ASGI HTTP request with an HTTP val's warm process. See Pool.serve_http."""
     return await get_engine().serve_http(key, **kwargs)
+
+
+def processes_per_tenant():
+    """How many evaluation processes one tenant may hold on the process-wide engine."""
+    engine = get_engine()
+    return (engine.config or load_config()).processes_per_tenant
 
 
 def shutdown():

@@ -38,6 +38,17 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Tenant:
+    """Whom an evaluation counts against (see PoolConfig.max_processes_per_tenant). A
+    tenant in a group also shares one tenant's cap with the group's other members: the
+    platform puts each anonymous caller's address in one tenant and all of them in the
+    group "anonymous", so no number of addresses holds more than one caller's share."""
+
+    name: str
+    group: str | None = None
+
+
+@dataclass(frozen=True)
 class PoolConfig:
     # How many processes are kept started, ready or running. This is also how many
     # evaluations run at once.
@@ -140,6 +151,12 @@ class PoolConfig:
 
     def with_changes(self, **changes):
         return replace(self, **changes)
+
+    @property
+    def processes_per_tenant(self):
+        """How many evaluation processes one tenant (or one group of tenants) may hold."""
+        cap = self.max_processes_per_tenant
+        return cap if cap is not None else max(1, self.pool_size - 1)
 
     @property
     def deno_dir_path(self):

@@ -7,11 +7,13 @@ before a request comes, nothing survives from one evaluation into the next, and 
 process that crashes or hangs is simply replaced. Callers that find no ready process
 wait in a bounded queue for a bounded time, then get RuntimeBusy.
 
-Fair to tenants (the principal a val runs for, given as `tenant=`): one tenant holds at
-most max_processes_per_tenant processes at once, and when callers wait, a freed process
-goes to the tenants in turn (round-robin), each tenant's own callers in order. So a
-flood of one user's evaluations waits behind its own cap while another user's go
-through. Callers without a tenant share one turn and have no cap.
+Fair to tenants (whom an evaluation counts against, given as `tenant=`: any hashable,
+or a config.Tenant with a group): one tenant holds at most max_processes_per_tenant
+processes at once, and so do all the tenants of one group together; when callers wait,
+a freed process goes to the tenants in turn (round-robin), each tenant's own callers in
+order. So a flood of one user's evaluations waits behind its own cap while another
+user's go through. Callers without a tenant share one turn and have no cap (the
+platform gives every evaluation one).
 
 A Pool lives on one asyncio event loop. runtime.engine runs one in a background thread
 for callers on other loops or in sync code.
@@ -42,7 +44,7 @@ class Pool:
         self._failing = {}  # slot number -> whether its last start failed
         self._processes = set()
         self._waiters = OrderedDict()  # tenant -> deque of futures, in round-robin order
-        self._held = Counter()  # tenant -> evaluation processes it holds now
+        self._held = Counter()  # tenant, and tenant group -> evaluation processes it holds now
         self._closed = False
         self.denied_hosts = []
         self.last_start_error = None
@@ -154,11 +156,21 @@ class Pool:
     @property
     def tenant_cap(self):
         """How many evaluation processes one tenant may hold at once."""
-        cap = self.config.max_processes_per_tenant
-        return cap if cap is not None else max(1, self.config.pool_size - 1)
+        return self.config.processes_per_tenant
 
     def _capped(self, tenant):
-        return tenant is not None and self._held[tenant] >= self.tenant_cap
+        if tenant is None:
+            return False
+        if self._held[tenant] >= self.tenant_cap:
+            return True
+        group = _group_of(tenant)
+        return group is not None and self._held[group] >= self.tenant_cap
+
+    def _hold(self, tenant):
+        self._held[tenant] += 1
+        group = _group_of(tenant)
+        if group is not None:
+            self._held[group] += 1
 
     async def _take_ready_process(self, tenant=None):
         if self._closed:
@@ -169,7 +181,7 @@ class Pool:
             # Nobody who could take a ready process is waiting (_dispatch saw to that).
             process = self._ready_process()
             if process is not None:
-                self._held[tenant] += 1
+                self._hold(tenant)
                 return process
         queue = self._waiters.setdefault(tenant, deque())
         waiting = sum(1 for waiter in queue if not waiter.done())
@@ -208,9 +220,11 @@ class Pool:
         return None
 
     def _give_back(self, tenant):
-        self._held[tenant] -= 1
-        if self._held[tenant] <= 0:
-            del self._held[tenant]
+        group = _group_of(tenant)
+        for holder in (tenant,) if group is None else (tenant, group):
+            self._held[holder] -= 1
+            if self._held[holder] <= 0:
+                del self._held[holder]
         self._dispatch()
 
     def _dispatch(self):
@@ -228,7 +242,7 @@ class Pool:
                 process = self._ready_process()
                 if process is None:
                     return
-                self._held[tenant] += 1
+                self._hold(tenant)
                 queue.popleft().set_result(process)
                 self._waiters.move_to_end(tenant)  # its turn is over
                 break
@@ -316,6 +330,12 @@ class HttpEndpoint:
         pool = await self._pool_for_this_loop()
         exchange = pool.new_exchange(self, scope, receive, send_all or _sender_of_many(send), on_log, on_call)
         return await exchange.serve()
+
+
+def _group_of(tenant):
+    """The key a tenant's group is counted under, or None. Apart from every tenant's own."""
+    group = getattr(tenant, "group", None)
+    return None if group is None else ("group", group)
 
 
 def checked_limits(config, limits):

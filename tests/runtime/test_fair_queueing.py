@@ -6,7 +6,7 @@ small pool on the test's loop."""
 import asyncio
 import time
 
-from runtime import Pool
+from runtime import Pool, Tenant
 from tests.runtime.helpers import runtime_config
 from tests.runtime.visitor import Visitor
 
@@ -40,6 +40,17 @@ async def test_one_tenant_holds_no_more_processes_than_its_cap():
     intervals = [(start, end) for _, start, end in (result.value for result in results)]
     most_at_once = max(sum(1 for start, end in intervals if start <= moment < end) for moment, _ in intervals)
     assert most_at_once == 2  # never the third process, though it was free
+
+
+async def test_the_tenants_of_one_group_share_one_cap():
+    async with Pool(runtime_config(pool_size=3, max_processes_per_tenant=2, wait_timeout_seconds=30)) as pool:
+        await pool.wait_until_ready()
+        visitors = [Tenant(f"anonymous:10.0.0.{n}", "anonymous") for n in range(4)]
+        results = await asyncio.gather(*(pool.evaluate(sleeper(300), args=[n], tenant=visitors[n]) for n in range(4)))
+
+    intervals = [(start, end) for _, start, end in (result.value for result in results)]
+    most_at_once = max(sum(1 for start, end in intervals if start <= moment < end) for moment, _ in intervals)
+    assert most_at_once == 2  # four addresses, one share: never the third process
 
 
 async def test_callers_without_a_tenant_are_not_capped():
