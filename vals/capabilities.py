@@ -15,6 +15,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.mail import send_mail
 
+import runtime
 from vals import blob, ratelimit
 
 MAX_SUBJECT = 300
@@ -75,26 +76,34 @@ HANDLERS.update(blob.HANDLERS)  # blob.get, blob.set, blob.delete, blob.list
 
 class ApiCalls:
     """The api() allowance of one tree of evaluations: how deep this evaluation is (the
-    top one is 0), and how many calls the whole tree may still make."""
+    top one is 0), how many calls the whole tree may still make, and whom the tree is
+    charged to (its top-level caller's tenant, vals/evaluations/tenants.py)."""
 
-    def __init__(self, depth=0, budget=None):
+    def __init__(self, depth=0, budget=None, tenant=""):
         self.depth = depth
         self.budget = budget  # {"left": calls}, shared by the tree; made at its first call
+        self.tenant = tenant
+
+    @staticmethod
+    def max_depth():
+        """How deep calls may nest: API_MAX_DEPTH, and no deeper than the top-level caller's
+        share of the runtime can hold, as every run in a chain holds a process while it
+        waits for the next (a deeper chain would wait on itself until it timed out)."""
+        return max(0, min(settings.API_MAX_DEPTH, runtime.processes_per_tenant() - 1))
 
     def take(self):
         if self.budget is None:
             self.budget = {"left": settings.API_MAX_CALLS_PER_EVALUATION}
-        if self.depth >= settings.API_MAX_DEPTH:
-            raise CapabilityError(
-                f"api() calls nest too deeply: at most {settings.API_MAX_DEPTH} levels of vals calling vals."
-            )
+        deepest = self.max_depth()
+        if self.depth >= deepest:
+            raise CapabilityError(f"api() calls nest too deeply: at most {deepest} levels of vals calling vals.")
         if self.budget["left"] <= 0:
             raise CapabilityError(
                 f"too many api() calls: at most {settings.API_MAX_CALLS_PER_EVALUATION} for one evaluation, "
                 "counting the calls of the vals it calls."
             )
         self.budget["left"] -= 1
-        return ApiCalls(self.depth + 1, self.budget)
+        return ApiCalls(self.depth + 1, self.budget, self.tenant)
 
 
 async def call_val_as_api(principal, payload, api_calls):
@@ -126,10 +135,9 @@ async def call_val_as_api(principal, payload, api_calls):
     return result.get("value") if result.get("type") == "json" else None
 
 
-def host_call_handler(principal, api_calls=None):
+def host_call_handler(principal, api_calls):
     """An on_call for the runtime, bound to the evaluation's principal (None for an
-    anonymous /v1/eval, which may only call public vals' APIs)."""
-    api_calls = api_calls or ApiCalls()
+    anonymous /v1/eval, which may only call public vals' APIs) and its api() allowance."""
 
     async def on_call(name, payload):
         if name.startswith(LIBRARY_PREFIX):

@@ -14,9 +14,10 @@ from django.conf import settings
 
 import runtime
 from accounts.secrets.models import Redactor, Secret
-from vals.capabilities import host_call_handler
+from vals.capabilities import ApiCalls, host_call_handler
 from vals.imports import point_imports_at_module_host
 from vals.module_host import needs_library_worker, principal_for_evaluation
+from vals.evaluations import tenants
 from vals.evaluations.batch import writer
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.runner import evaluation_limits
@@ -167,8 +168,10 @@ async def serve(scope, receive, send, label=None):
     kept_headers = without_app_cookies(headers)
     if kept_headers is not headers:
         scope = {**scope, "headers": kept_headers}
+    # The val's api() calls are charged to the visitor who made the request.
+    api_calls = ApiCalls(tenant=tenants.of_address((scope.get("client") or ("",))[0]))
     outcome = await served.endpoint.serve(
-        scope, receive, send, on_log=logs.add, on_call=host_call_handler(served.owner)
+        scope, receive, send, on_log=logs.add, on_call=host_call_handler(served.owner, api_calls)
     )
     query = scope.get("query_string")
     writer.add(

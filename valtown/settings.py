@@ -206,10 +206,12 @@ RUNTIME_MODULE_HOST = env_str("RUNTIME_MODULE_HOST", _loopback_default)
 RUNTIME_MODULE_SCHEME = "http"
 RUNTIME_LIBRARY_HOST = env_str("RUNTIME_LIBRARY_HOST", "localhost:" + str(_site.port or 8000) if _site.hostname == "127.0.0.1" else _site.netloc)
 RUNTIME_LIBRARY_SCHEME = env_str("RUNTIME_LIBRARY_SCHEME", _site.scheme or "http")
-# Deno processes kept started for evaluations: also how many run at once. A val waiting
+# Deno processes kept started for evaluations: also how many run at once. One caller
+# holds at most all but one of them (RUNTIME_MAX_PROCESSES_PER_TENANT), and a val waiting
 # on api() holds its process while the val it called runs, so a chain of api() calls
-# API_MAX_DEPTH deep needs API_MAX_DEPTH + 1 of them.
-RUNTIME_POOL_SIZE = env_int("RUNTIME_POOL_SIZE", 4)
+# API_MAX_DEPTH deep needs API_MAX_DEPTH + 1 of them within that share: with 5, the
+# default depth of 3 fits. A deeper chain is refused as nesting too deeply.
+RUNTIME_POOL_SIZE = env_int("RUNTIME_POOL_SIZE", 5)
 # api(): how deep api calls may nest, and how many one top-level evaluation may make in all.
 API_MAX_DEPTH = env_int("API_MAX_DEPTH", 3)
 # How long an HTTP val's lookup (val, code, secrets) is reused by later requests: a save,

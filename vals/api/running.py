@@ -20,7 +20,7 @@ import runtime
 from accounts.models import ApiToken
 from vals.api.auth import TokenAuth, check_rate, client_ip
 from vals.api.errors import ERRORS, ApiError, Error, bad_request, not_found
-from vals.evaluations import runner
+from vals.evaluations import runner, tenants
 from vals.evaluations.models import Evaluation
 from vals.evaluations.storable import recorded_error, storable
 from vals.models import Val
@@ -109,7 +109,7 @@ async def evaluate(request, code, args):
     if len(code.encode()) > settings.VAL_MAX_CODE_BYTES:
         raise ApiError(413, "too_large", f"The code is over {settings.VAL_MAX_CODE_BYTES:,} bytes.")
     try:
-        result, redactor = await runner.evaluate_code(principal, code, args)
+        result, redactor = await runner.evaluate_code(principal, code, args, tenants.of_caller(principal, client_ip(request)))
     except runtime.RuntimeBusy as busy:
         raise ApiError(503, "busy", str(busy), {"Retry-After": "1"}) from None
     return outcome_response(result, redactor)
@@ -152,7 +152,10 @@ def parse_args(text):
 async def run_as_author(request, spelled, args):
     val = await sync_to_async(callable_val)(request, spelled)
     try:
-        evaluation = await runner.start(val.owner, val, args, trigger=Evaluation.Trigger.API)
+        # Charged to whoever calls, not to the val's author it runs as.
+        evaluation = await runner.start(
+            val.owner, val, args, trigger=Evaluation.Trigger.API, tenant=tenants.of_caller(caller(request), client_ip(request))
+        )
     except runner.TooManyRuns as busy:
         raise ApiError(429, "too_many_runs", str(busy), {"Retry-After": "5"}) from None
     evaluation = await runner.finished(evaluation)

@@ -130,6 +130,10 @@ class Evaluation(models.Model):
     # not necessarily the val's author.
     principal = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="evaluations")
     trigger = models.CharField(max_length=8, choices=Trigger.choices, default=Trigger.RUN)
+    # Whom the run is charged to: its top-level caller ("user:<id>", or "anonymous:<address>"
+    # for a caller without an account), which for an api() call is the caller of the run
+    # that made it, not the val's owner (vals/evaluations/tenants.py).
+    tenant = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=12, choices=Status.choices, default=Status.RUNNING)
     started_at = models.DateTimeField(default=timezone.now)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -155,6 +159,7 @@ class Evaluation(models.Model):
             models.Index(fields=["principal", "-started_at"]),
             models.Index(fields=["val", "-started_at"]),
             models.Index(fields=["status"]),
+            models.Index(fields=["tenant", "status"]),
         ]
 
     def __str__(self):

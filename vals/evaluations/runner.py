@@ -10,9 +10,10 @@ from django.utils import timezone
 import runtime
 from accounts.secrets.models import Redactor, Secret
 from vals import source
-from vals.capabilities import host_call_handler
+from vals.capabilities import ApiCalls, host_call_handler
 from vals.imports import point_imports_at_module_host
 from vals.module_host import needs_library_worker, principal_for_evaluation
+from vals.evaluations import tenants
 from vals.evaluations.live import LiveLog
 from vals.evaluations.models import RUNNER, Evaluation
 from vals.evaluations.storable import recorded_error, storable
@@ -25,18 +26,24 @@ _tasks = {}
 
 
 class TooManyRuns(Exception):
-    """The principal already has as many interactive runs in progress as allowed."""
+    """The tenant already has as many interactive runs in progress as allowed."""
 
 
 INTERACTIVE = (Evaluation.Trigger.RUN, Evaluation.Trigger.API)
 
 
-async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=None, api_calls=None, limit_running=True):
+async def start(
+    principal, val, args, trigger=Evaluation.Trigger.RUN, version=None, api_calls=None, limit_running=True, tenant=None
+):
     """Record a new evaluation of val (its latest version, or `version`) and start it
-    in the background on this event loop. `api_calls` is the api() allowance of the
-    evaluation that called this one through api(), if any."""
+    in the background on this event loop, where it runs to its end whoever waits for it.
+    `api_calls` is the api() allowance of the evaluation that called this one through
+    api(), if any. `tenant` is whom it is charged to (vals/evaluations/tenants.py): by
+    default the caller of the run that made this one through api(), else the principal."""
+    if tenant is None:
+        tenant = api_calls.tenant if api_calls is not None and api_calls.tenant else tenants.of_user(principal)
     if trigger in INTERACTIVE and limit_running:
-        running = await Evaluation.objects.running().filter(principal=principal, trigger__in=INTERACTIVE).acount()
+        running = await Evaluation.objects.running().filter(tenant=tenant, trigger__in=INTERACTIVE).acount()
         limit = settings.EVALUATION_MAX_RUNNING_PER_USER
         if running >= limit:
             raise TooManyRuns(f"You already have {running} runs in progress (at most {limit}). Wait for one to finish.")
@@ -45,6 +52,7 @@ async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=No
         val_version=val.version if version is None else version,
         principal=principal,
         trigger=trigger,
+        tenant=tenant,
         args=args,
         runner=RUNNER,
     )
@@ -57,14 +65,16 @@ async def start(principal, val, args, trigger=Evaluation.Trigger.RUN, version=No
 async def wait_for_all():
     """Wait until every evaluation this process started has finished (for tests and shutdown)."""
     while _tasks:
-        await asyncio.gather(*list(_tasks.values()), return_exceptions=True)
+        await asyncio.wait(list(_tasks.values()))
 
 
 async def wait_for(evaluation_id):
-    """Wait until an evaluation this process started has finished."""
+    """Wait until an evaluation this process started has finished. A waiter that is
+    cancelled (a client that went away, an api() call nobody awaited) leaves the
+    evaluation running: asyncio.wait never cancels what it waits for."""
     task = _tasks.get(evaluation_id)
     if task is not None:
-        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.wait([task])
 
 
 async def finished(evaluation):
@@ -114,11 +124,12 @@ def _prepared(code, principal_id):
     return point_imports_at_module_host(code), needs_library_worker(code, principal_id)
 
 
-async def _evaluate(principal, code, args, env, on_log=None, api_calls=None):
+async def _evaluate(principal, code, args, env, api_calls, on_log=None):
     """Runs code for principal (None: anonymous) on the runtime: its imports aimed at the
     module host, Restricted Library Mode's Worker if it imports another user's val, and
     host calls authorised as principal. A val with a default export has it called with
-    the arguments; one without is a script whose top level is the whole run."""
+    the arguments; one without is a script whose top level is the whole run. It takes
+    its turns at the runtime's processes as api_calls.tenant."""
     principal_id = principal.pk if principal is not None else None
     await asyncio.to_thread(source.analyse, code)
     code, library_worker = await sync_to_async(_prepared)(code, principal_id)
@@ -132,34 +143,47 @@ async def _evaluate(principal, code, args, env, on_log=None, api_calls=None):
         on_call=host_call_handler(principal, api_calls),
         import_grant=principal_for_evaluation(principal),
         library_worker=library_worker,
-        # Fair queueing by principal (runtime/README.md). An api() call's evaluation
-        # runs within its caller's share: a chain holds a process per level, and
-        # capping each level could leave a chain deeper than the cap waiting on itself.
-        tenant=principal_id if api_calls is None else None,
+        # Fair queueing by whom the run is charged to (runtime/README.md), api() calls
+        # included: they hold processes of their top-level caller's share, and
+        # ApiCalls.take refuses a chain deeper than that share can hold.
+        tenant=tenants.for_runtime(api_calls.tenant),
     )
 
 
 async def run(evaluation_id, api_calls=None):
+    """Runs a recorded evaluation to its end and records its outcome. Cancelled (the
+    server stopping), it records that at once, instead of staying "running" until
+    interrupt_abandoned() finds it minutes later."""
     evaluation = await Evaluation.objects.select_related("val__owner", "principal").aget(pk=evaluation_id)
-    code, env = await sync_to_async(_code_and_secrets_of)(evaluation)
-    redactor = Redactor(env.values())
+    api_calls = api_calls or ApiCalls(tenant=evaluation.tenant)
+    redactor = Redactor(())
     live = LiveLog(evaluation, redactor)
     try:
-        result = await _evaluate(evaluation.principal, code, evaluation.args, env, on_log=live.add, api_calls=api_calls)
+        code, env = await sync_to_async(_code_and_secrets_of)(evaluation)
+        redactor = live.recorded.redactor = Redactor(env.values())
+        result = await _evaluate(evaluation.principal, code, evaluation.args, env, api_calls, on_log=live.add)
         fields = result_fields(result, redactor)
+    except asyncio.CancelledError:
+        fields = {"status": Evaluation.Status.INTERRUPTED, "kill_reason": "interrupted: the run was cancelled"}
+        await asyncio.shield(_record(evaluation, live, fields))
+        raise
     except Exception as error:
         logger.exception("Evaluation %s failed in the runtime", evaluation_id)
         fields = {
             "status": Evaluation.Status.ERROR,
             "error": recorded_error({"name": type(error).__name__, "message": str(error)}, redactor),
         }
+    await _record(evaluation, live, fields)
+
+
+async def _record(evaluation, live, fields):
     await live.close()
     fields["logs"] = live.lines
     fields["finished_at"] = timezone.now()
     if "duration_ms" not in fields:
         fields["duration_ms"] = int((fields["finished_at"] - evaluation.started_at).total_seconds() * 1000)
-    await Evaluation.objects.filter(pk=evaluation_id).aupdate(**fields)
-    await live.publish({"type": "evaluation.finished", "evaluation_id": evaluation_id})
+    await Evaluation.objects.filter(pk=evaluation.pk).aupdate(**fields)
+    await live.publish({"type": "evaluation.finished", "evaluation_id": evaluation.pk})
 
 
 def result_fields(result, redactor):
@@ -182,10 +206,11 @@ def code_to_evaluate(code):
     return f"export default async () => (\n{code.strip().rstrip(';')}\n);\n"
 
 
-async def evaluate_code(principal, code, args):
+async def evaluate_code(principal, code, args, tenant):
     """Evaluates code that is not a saved val (/v1/eval) as principal (None: anonymous,
-    without secrets). Returns (Result, Redactor). Nothing is recorded in a trace."""
+    without secrets), charged to tenant. Returns (Result, Redactor). Nothing is recorded
+    in a trace."""
     env = await sync_to_async(_secrets_of)(principal)
     code = await asyncio.to_thread(code_to_evaluate, code)
-    result = await _evaluate(principal, code, args, env)
+    result = await _evaluate(principal, code, args, env, ApiCalls(tenant=tenant))
     return result, Redactor(env.values())
