@@ -30,12 +30,13 @@ def database_url_for_tests():
 
 
 class LiveServer:
-    def __init__(self, extra_env=None, port=None, command_prefix=(), runserver=False):
+    def __init__(self, extra_env=None, port=None, command_prefix=(), runserver=False, module_port=None):
         # A given port lets a test restart "the same" server after stopping or killing it.
         # command_prefix wraps the server's command line (it must exec its arguments).
         # runserver: `manage.py runserver` (daphne's, as `make run` serves) instead of
         # `python -m daphne` (as the Procfile does).
         self.port = port or free_port()
+        self.module_port = module_port or free_port()
         self.url = f"http://localhost:{self.port}"
         env = {
             **os.environ,
@@ -44,13 +45,17 @@ class LiveServer:
             "DEBUG": "true",
             "PYTHONUNBUFFERED": "1",
             "VALTOWN_TESTING": "1",
+            # The module origin (valtown/module_origin.py), by the names sandboxes use.
+            "RUNTIME_MODULE_HOST": f"127.0.0.1:{self.module_port}",
+            "RUNTIME_LIBRARY_HOST": f"localhost:{self.module_port}",
             **(extra_env or {}),
         }
         self.log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"valtown-live-{self.port}.log", "w+")
         if runserver:
             server = ["manage.py", "runserver", "--noreload", f"127.0.0.1:{self.port}"]
         else:
-            server = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "valtown.asgi:application"]
+            module_origin = f"tcp:port={self.module_port}:interface=127.0.0.1"
+            server = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "-e", module_origin, "valtown.asgi:application"]
         self.process = subprocess.Popen(
             [*command_prefix, sys.executable, *server],
             cwd=ROOT,

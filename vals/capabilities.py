@@ -13,7 +13,7 @@ else is refused."""
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMultiAlternatives
 
 import runtime
 from vals import blob, ratelimit
@@ -27,6 +27,10 @@ class CapabilityError(Exception):
 
 
 LIBRARY_PREFIX = "library:"
+# On mail a val sends: how many runs in a row led to it. Mail is another way for a run to
+# start one (a user whose address is an email val's), so the inbound side counts it as
+# api() counts nesting (vals/inbound_email.py).
+CHAIN_DEPTH_HEADER = "X-Valtown-Chain-Depth"
 
 
 def _check_email_rate(bucket):
@@ -35,21 +39,22 @@ def _check_email_rate(bucket):
         raise CapabilityError(f"email() is limited to {settings.EMAIL_SENDS_PER_HOUR} messages an hour.")
 
 
-def send_email(principal, payload):
-    """The val's own email(): to its principal, who may know their own address."""
-    _send_email(principal, payload, bucket=f"email:{principal.pk}")
+def send_email(principal, payload, depth=0):
+    """The val's own email(): to its principal, who may know their own address. `depth`
+    is the sending evaluation's place in its chain of runs (ApiCalls.depth)."""
+    _send_email(principal, payload, f"email:{principal.pk}", depth)
     return {"sent": True, "to": principal.email}
 
 
-def send_email_for_a_library(principal, payload):
+def send_email_for_a_library(principal, payload, depth=0):
     """Another user's library's email(): to the evaluation's principal too, but in a
     bucket of its own, so a library can't spend its importer's allowance, and with a
     reply that tells the library nothing about whom it reached."""
-    _send_email(principal, payload, bucket=f"email-from-libraries:{principal.pk}")
+    _send_email(principal, payload, f"email-from-libraries:{principal.pk}", depth)
     return {"sent": True}
 
 
-def _send_email(principal, payload, bucket):
+def _send_email(principal, payload, bucket, depth):
     if not isinstance(payload, dict):
         raise CapabilityError("email() takes an object: { subject, text, html }.")
     subject, text, html = payload.get("subject"), payload.get("text"), payload.get("html")
@@ -61,13 +66,16 @@ def _send_email(principal, payload, bucket):
     if not principal.email:
         raise CapabilityError("You have no email address to send to.")
     _check_email_rate(bucket)
-    send_mail(
+    message = EmailMultiAlternatives(
         subject=" ".join(subject.split()),
-        message=text or "",
-        html_message=html,
+        body=text or "",
         from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[principal.email],
+        to=[principal.email],
+        headers={"Auto-Submitted": "auto-generated", CHAIN_DEPTH_HEADER: str(depth + 1)},
     )
+    if html is not None:
+        message.attach_alternative(html, "text/html")
+    message.send()
 
 
 HANDLERS = {"email.send": send_email}
@@ -144,6 +152,8 @@ def host_call_handler(principal, api_calls):
             return await _library_call(principal, name[len(LIBRARY_PREFIX) :], payload, api_calls)
         if name == "api.call":
             return await call_val_as_api(principal, payload, api_calls)
+        if name == "email.send" and principal is not None:
+            return await sync_to_async(send_email)(principal, payload, api_calls.depth)
         handler = HANDLERS.get(name)
         if handler is None:
             raise CapabilityError(f"There is no host capability called {name!r}.")
@@ -159,7 +169,7 @@ async def _library_call(principal, name, payload, api_calls):
     if name == "api.call":
         return await call_val_as_api(None, payload, api_calls)
     if name == "email.send" and principal is not None:
-        return await sync_to_async(send_email_for_a_library)(principal, payload)
+        return await sync_to_async(send_email_for_a_library)(principal, payload, api_calls.depth)
     what = name.split(".")[0]
     if name not in HANDLERS:
         raise CapabilityError(f"There is no host capability called {name!r}.")

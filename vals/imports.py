@@ -63,12 +63,12 @@ def imported_vals(code):
     return list(found)
 
 
-def point_imports_at_module_host(code):
+def point_imports_at_module_host(code, root=None):
     """The code with its imports of vals and /std/ modules aimed at the module host by
-    the name that gets the import token: root-relative paths (which a module loaded
-    inline can't resolve) and the site's public address (which the main isolate may
-    not import from) alike."""
-    root = module_root()
+    the name that gets the import token (or `root`, e.g. library_root() for Restricted
+    Library Mode's Worker): root-relative paths (which a module loaded inline can't
+    resolve) and the site's public address (which sandboxes may not import from) alike."""
+    root = root or module_root()
 
     def aimed(specifier):
         match = _our_path(specifier, MODULE_PATH)

@@ -15,7 +15,8 @@ from email.utils import getaddresses
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from vals.evaluations import runner
+from vals.capabilities import CHAIN_DEPTH_HEADER, ApiCalls
+from vals.evaluations import runner, tenants
 from vals.evaluations.models import Evaluation
 from vals.models import Val
 
@@ -77,6 +78,22 @@ def val_for_address(address):
     return Val.objects.named(username, name).receiving_mail().select_related("owner").first()
 
 
+def chain_depth(email):
+    """How many runs in a row led to this mail, if a val sent it (CHAIN_DEPTH_HEADER):
+    the email val's run then counts as one more, as an api() call does, and mail at the
+    end of a chain as long as api() allows is refused. A sender outside can set the header
+    too, which only gets their own mail refused sooner."""
+    value = next((v for k, v in email["headers"].items() if k.lower() == CHAIN_DEPTH_HEADER.lower()), "0")
+    depth = int(value) if value.strip().isdigit() and len(value) < 6 else 0
+    deepest = ApiCalls.max_depth()
+    if depth > deepest:
+        raise InvalidEmail(
+            f"This mail was sent by a val at the end of a chain of {depth} runs, each started by the one before: "
+            f"at most {deepest} levels of vals starting vals."
+        )
+    return depth
+
+
 async def deliver(raw, recipients=None):
     """Start the email val of each recipient with the parsed message. Returns the evaluations.
 
@@ -85,11 +102,13 @@ async def deliver(raw, recipients=None):
     email = parse_message(raw)
     if not recipients:
         recipients = email["to"] + email["cc"]
+    depth = chain_depth(email)
     evaluations = []
     for address in dict.fromkeys(recipients):
         val = await sync_to_async(val_for_address)(address)
         if val is not None:
-            evaluations.append(await runner.start(val.owner, val, [email], trigger=Evaluation.Trigger.EMAIL))
+            api_calls = ApiCalls(depth=depth, tenant=tenants.of_user(val.owner))
+            evaluations.append(await runner.start(val.owner, val, [email], trigger=Evaluation.Trigger.EMAIL, api_calls=api_calls))
     if not evaluations:
         raise UnknownRecipient("No email val receives mail at that address.")
     return evaluations

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET
 
 import runtime
 from vals import imports
+from valtown.module_origin import is_module_origin
 from vals.models import Val, ValVersion
 from vals.views import _requested_version
 
@@ -29,7 +30,10 @@ BEARER = re.compile(r"Bearer\s+(\S+)")
 
 
 def sandbox_principal(request):
-    """(True, principal id or None) for a request from a sandbox running a job, else (False, None)."""
+    """(True, principal id or None) for a request from a sandbox running a job, else (False, None).
+    Only the module origin, where sandboxes import from, is asked for an import token."""
+    if not is_module_origin(request):
+        return False, None
     match = BEARER.fullmatch(request.headers.get("Authorization", "").strip())
     grant = runtime.import_grant(match.group(1)) if match else None
     if grant is None:
@@ -78,6 +82,9 @@ def val_module(request, username, name):
         return response
     if from_sandbox:
         code = imports.point_imports_at_module_host(code)
+    elif is_module_origin(request):
+        # Restricted Library Mode's Worker: it may import from the library host alone.
+        code = imports.point_imports_at_module_host(code, imports.library_root())
     response = HttpResponse(code, content_type=TYPESCRIPT)
     if from_sandbox or val.privacy == Val.Privacy.PRIVATE:
         response["Cache-Control"] = "private, no-store"

@@ -87,17 +87,21 @@ _finish_on_shutdown()
 from vals.evaluations.ws_auth import TokenOrSessionAuth  # noqa: E402
 from vals.http_gateway import HttpValRouter  # noqa: E402
 from valtown.backpressure import SendWaitsForTheSocket  # noqa: E402
+from valtown.module_origin import ModuleOrigin  # noqa: E402
 
-# Requests for HTTP vals' own origins are routed first, around Django entirely. Outermost,
+# The module origin's port answers module paths alone, before anything else is asked.
+# Requests for HTTP vals' own origins are routed next, around Django entirely. Outermost,
 # under daphne, a response's send() waits while its connection's write buffer is full:
 # else a visitor who stops reading lets a streamed response pile up in this process.
 application = SendWaitsForTheSocket(
-    HttpValRouter(
-        ProtocolTypeRouter(
-            {
-                "http": django_asgi_app,
-                "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
-            }
+    ModuleOrigin(
+        HttpValRouter(
+            ProtocolTypeRouter(
+                {
+                    "http": django_asgi_app,
+                    "websocket": TokenOrSessionAuth(URLRouter(websocket_urlpatterns)),
+                }
+            )
         )
     )
 )

@@ -55,6 +55,8 @@ SITE_NAME = env_str("SITE_NAME", "Val Town")
 SITE_ROOT = env_str("SITE_ROOT", "http://localhost:8000")
 
 INSTALLED_APPS = [
+    # First, so that its runserver (daphne's, with the module origin) is the one run.
+    "valtown",
     "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
@@ -195,17 +197,18 @@ BLOB_MAX_KEY_LENGTH = env_int("BLOB_MAX_KEY_LENGTH", 512)
 BLOB_MAX_VALUE_BYTES = env_int("BLOB_MAX_VALUE_BYTES", 700_000)
 
 # The module host (vals/module_host.py): vals import vals and /std/ modules from it.
-# Sandboxes reach it at RUNTIME_MODULE_HOST: this very web process, on loopback, by a
-# name that gets each sandbox's import token, so it can serve a val's owner their
-# private vals. RUNTIME_LIBRARY_HOST is the public name (SITE_ROOT's), where no token
+# Sandboxes reach it at RUNTIME_MODULE_HOST: this very web process's module origin, a
+# port of its own on loopback that serves nothing but modules (valtown/module_origin.py),
+# by a name that gets each sandbox's import token, so it can serve a val's owner their
+# private vals. RUNTIME_LIBRARY_HOST is the same port by another name, where no token
 # goes: Restricted Library Mode loads other users' vals from it. They must differ.
 # With several web processes, give each its own RUNTIME_MODULE_HOST (see Procfile).
 _site = urlparse(SITE_ROOT)
-_loopback_default = f"127.0.0.1:{_site.port or 8000}" if _site.hostname in ("localhost", "127.0.0.1") else "127.0.0.1:8000"
-RUNTIME_MODULE_HOST = env_str("RUNTIME_MODULE_HOST", _loopback_default)
+_module_port = (_site.port or 8000) + 1 if _site.hostname in ("localhost", "127.0.0.1") else 8001
+RUNTIME_MODULE_HOST = env_str("RUNTIME_MODULE_HOST", f"127.0.0.1:{_module_port}")
 RUNTIME_MODULE_SCHEME = "http"
-RUNTIME_LIBRARY_HOST = env_str("RUNTIME_LIBRARY_HOST", "localhost:" + str(_site.port or 8000) if _site.hostname == "127.0.0.1" else _site.netloc)
-RUNTIME_LIBRARY_SCHEME = env_str("RUNTIME_LIBRARY_SCHEME", _site.scheme or "http")
+RUNTIME_LIBRARY_HOST = env_str("RUNTIME_LIBRARY_HOST", "localhost:" + str(urlparse("//" + RUNTIME_MODULE_HOST).port))
+RUNTIME_LIBRARY_SCHEME = env_str("RUNTIME_LIBRARY_SCHEME", "http")
 # Deno processes kept started for evaluations: also how many run at once. One caller
 # holds at most all but one of them (RUNTIME_MAX_PROCESSES_PER_TENANT), and a val waiting
 # on api() holds its process while the val it called runs, so a chain of api() calls
@@ -306,11 +309,11 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if HTTPS el
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
 # Sandboxes import vals and /std/ modules from this very process over plain HTTP on
-# loopback (RUNTIME_MODULE_HOST), never through nginx: its name is an allowed host, and
-# module paths are never redirected to HTTPS.
-_module_hostname = urlparse("//" + RUNTIME_MODULE_HOST).hostname
-if _module_hostname and _module_hostname not in ALLOWED_HOSTS:
-    ALLOWED_HOSTS = [*ALLOWED_HOSTS, _module_hostname]
+# loopback (RUNTIME_MODULE_HOST and RUNTIME_LIBRARY_HOST), never through nginx: their
+# names are allowed hosts, and module paths are never redirected to HTTPS.
+for _module_hostname in (urlparse("//" + RUNTIME_MODULE_HOST).hostname, urlparse("//" + RUNTIME_LIBRARY_HOST).hostname):
+    if _module_hostname and _module_hostname not in ALLOWED_HOSTS:
+        ALLOWED_HOSTS = [*ALLOWED_HOSTS, _module_hostname]
 SECURE_REDIRECT_EXEMPT = [r"^v/[^/]+/[^/]+\.ts$", r"^std/"]
 # Behind nginx, which sets X-Forwarded-Proto; never set this when clients reach daphne directly.
 if env_bool("BEHIND_PROXY"):

@@ -64,11 +64,13 @@ class Web:
 
 
 def two_free_ports():
+    """A port free with the next one, and their module origins' (the Procfile's PORT + 1000)."""
     while True:
         base = free_port()
         try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", base + 1))
+            for port in (base + 1, base + 1000, base + 1001):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", port))
             return base
         except OSError:
             continue
@@ -86,7 +88,7 @@ class Platform:
             "DATABASE_URL": database_url_for_tests(),
             "REDIS_URL": REDIS_URL,
             "SITE_ROOT": self.web[0].url,  # the address the load balancer would have
-            "MODULE_HOST": f"127.0.0.1:{base}",
+            "MODULE_HOST": f"127.0.0.1:{base + 1000}",  # web.1's module origin
             "PYTHONUNBUFFERED": "1",
             "VALTOWN_TESTING": "1",
             "SCHEDULER_TICK_SECONDS": "0.1",
