@@ -9,6 +9,12 @@ Who is asking decides what is served:
   Mode, which never has a token) gets public and unlisted vals' code, and the owner
   signed in to the site gets their private ones too.
 A private val the asker may not see is the same 404 as a val that doesn't exist.
+
+Every module has exactly one URL: the owner's own spelling of the names, nothing
+percent-encoded, and no query but an optional `?v=<number>` (/std/ modules: none). Any
+other spelling of it is that same 404, checked on the path as the client sent it (the
+ASGI scope's raw_path), since Django decodes `/%76/alice/x.ts` to `/v/alice/x.ts`. A
+cache keyed by URL, Deno's included, then never holds one module under two names.
 """
 
 import operator
@@ -27,6 +33,30 @@ from vals.views import _requested_version
 
 TYPESCRIPT = "application/typescript; charset=utf-8"
 BEARER = re.compile(r"Bearer\s+(\S+)")
+PINNED_QUERY = re.compile(r"v=(?:0|[1-9][0-9]*)")
+
+
+def sent_path_and_query(request):
+    """The path and query string as the client sent them, before any decoding. ASGI
+    servers (daphne, which serves this platform, runserver included) give the raw path
+    in the scope; a WSGI server may give it as RAW_URI or REQUEST_URI. Without either
+    (Django's test client over WSGI), the decoded path is all there is."""
+    scope = getattr(request, "scope", None)
+    if scope is not None and scope.get("raw_path") is not None:
+        return scope["raw_path"].decode("latin-1"), scope.get("query_string", b"").decode("latin-1")
+    uri = request.META.get("RAW_URI") or request.META.get("REQUEST_URI")
+    if uri:
+        path, _, query = uri.partition("?")
+        return path, query
+    return request.path, request.META.get("QUERY_STRING", "")
+
+
+def is_canonical(request, path, pinnable=False):
+    """Whether the request names `path` (e.g. "/v/alice/x.ts") in its one canonical
+    spelling, with no query, or only `v=<number>` when `pinnable`."""
+    sent_path, query = sent_path_and_query(request)
+    expected = request.META.get("SCRIPT_NAME", "") + path
+    return sent_path == expected and (query == "" or (pinnable and PINNED_QUERY.fullmatch(query) is not None))
 
 
 def sandbox_principal(request):
@@ -68,6 +98,8 @@ def val_module(request, username, name):
         principal_id = request.user.pk
     val = Val.objects.named(username, name).select_related("owner").first()
     if val is None or (val.privacy == Val.Privacy.PRIVATE and val.owner_id != principal_id):
+        raise Http404("No such val.")
+    if not is_canonical(request, f"/v/{val.owner.username}/{val.name}.ts", pinnable=True):
         raise Http404("No such val.")
     version = _requested_version(request, val)
     # The latest version's number and code are kept with the val itself.

@@ -302,8 +302,11 @@ STD_DIR = Path(__file__).resolve().parent / "std"
 
 @require_GET
 def std_module(request, name):
-    """The platform's standard library, served as TypeScript modules."""
+    """The platform's standard library, served as TypeScript modules, at
+    /std/<name>.ts only (see vals/module_host.py: one module, one URL)."""
+    from vals.module_host import is_canonical  # it imports this module
+
     path = STD_DIR / f"{name}.ts"
-    if not name.isidentifier() or not path.is_file():
+    if not name.isidentifier() or not path.is_file() or not is_canonical(request, f"/std/{name}.ts"):
         raise Http404("No such module.")
     return HttpResponse(path.read_text(), content_type="application/typescript; charset=utf-8")
