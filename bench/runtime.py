@@ -4,7 +4,10 @@ Measures, on this machine, in one run:
 - p50/p95 latency of a trivial val through the warm pool, next to `deno run` of the
   same val as a fresh process, and their ratio (target: under 0.5);
 - evaluations per second with 8 concurrent callers, and the pool's refill rate;
-- the resident memory of one idle pooled process.
+- the resident memory of one idle pooled process;
+- p50/p95 latency of a val importing an npm package through the warm pool (lodash,
+  CommonJS, through Deno's Node compatibility layer; zod, an ES module), the package
+  already in the module cache: what a process's start on an import costs.
 
 Ends with one `BENCH <name> <value>` line per figure, for scripts to read.
 """
@@ -20,11 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime import Pool, PoolConfig  # noqa: E402
+from runtime import Limits, Pool, PoolConfig  # noqa: E402
 from runtime.process import read_status_bytes  # noqa: E402
 from runtime.sandbox import find_deno  # noqa: E402
 
 TRIVIAL_VAL = "export default () => 1 + 1\n"
+NPM_VALS = {
+    "npm_cjs": "import _ from 'npm:lodash@4.17.21';\nexport default () => _.chunk([1, 2, 3, 4], 2).length;\n",
+    "npm_esm": "import { z } from 'npm:zod@3.23.8';\nexport default () => z.number().parse(2);\n",
+}
+NPM_SAMPLES = 20
 LATENCY_SAMPLES = 40
 SUSTAINED_SECONDS = 10
 CALLERS = 8
@@ -57,6 +65,23 @@ async def warm_pool_latency_ms(pool, samples):
         await pool.wait_until_ready()  # measure the warm path, not the refill
         started = time.perf_counter()
         result = await pool.evaluate(TRIVIAL_VAL)
+        timings.append((time.perf_counter() - started) * 1000)
+        assert result.value == 2, result
+    return timings
+
+
+async def npm_import_latency_ms(pool, code, samples):
+    """The val's evaluation, each in a fresh warm process, once the package is cached;
+    None when the npm registry can't be reached to cache it."""
+    first = await pool.evaluate(code, limits=Limits(timeout_seconds=120))  # may download it
+    if first.status != "success":
+        print(f"npm import skipped: {first.error}")
+        return None
+    timings = []
+    for _ in range(samples):
+        await pool.wait_until_ready()
+        started = time.perf_counter()
+        result = await pool.evaluate(code)
         timings.append((time.perf_counter() - started) * 1000)
         assert result.value == 2, result
     return timings
@@ -103,6 +128,7 @@ async def main():
         warm = await warm_pool_latency_ms(pool, LATENCY_SAMPLES)
         rate, refill = await sustained_rate(pool, CALLERS, SUSTAINED_SECONDS)
         figures["idle_process_rss_mb"] = await idle_rss_mb(pool)
+        npm = {name: await npm_import_latency_ms(pool, code, NPM_SAMPLES) for name, code in NPM_VALS.items()}
     finally:
         await pool.stop()
 
@@ -113,6 +139,10 @@ async def main():
     figures["pool_p50_over_deno_run_p50"] = figures["pool_p50_ms"] / figures["deno_run_p50_ms"]
     figures["evaluations_per_second_8_callers"] = rate
     figures["refill_processes_per_second"] = refill
+    for name, timings in npm.items():
+        if timings:
+            figures[f"{name}_import_p50_ms"] = statistics.median(timings)
+            figures[f"{name}_import_p95_ms"] = percentile(timings, 0.95)
 
     print(f"machine: {os.cpu_count()} cores, {sys.platform}, pool_size={config.pool_size}, uid={os.geteuid()}")
     for name, value in figures.items():
