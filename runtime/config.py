@@ -86,15 +86,17 @@ class PoolConfig:
     rss_poll_seconds: float = 0.05
 
     deno_path: str | None = None  # None: the binary of the `deno` PyPI package
-    # The shared module cache. Vals have no read permission, so they can't see it.
+    # The module cache every process shares: npm packages and the CDNs' modules only.
+    # Each process has one of its own for the rest, removed with it (sandbox.py). Vals
+    # have no read permission, so they can't see either.
     deno_dir: str | None = None  # None: <work_dir>/deno-dir
     work_dir: str = field(default_factory=_default_work_dir)
 
     # Where this process's sandboxes import vals from, e.g. "127.0.0.1:8000": the
     # platform's module host as this web process itself serves it. Each sandboxed
     # process sends its own token there (DENO_AUTH_TOKENS), which the platform looks up
-    # with runtime.import_grant(token) to learn whom the evaluation runs for. Every
-    # fetch from it is made afresh (--reload), never served from the shared cache.
+    # with runtime.import_grant(token) to learn whom the evaluation runs for. What a
+    # process fetches from it stays in that process's own module cache.
     module_host: str | None = None
     # The same module host by another name, e.g. "localhost:8000", where no token is
     # sent: Restricted Library Mode's Worker imports other users' vals from here, so

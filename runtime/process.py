@@ -270,6 +270,8 @@ class DenoProcess:
         self.cwd = os.path.join(self.dir, "cwd")
         os.mkdir(self.cwd, 0o711)
         self.socket_path = os.path.join(self.dir, "control.sock")
+        # Its own module cache, removed with self.dir (see sandbox.py).
+        self.deno_dir = sandbox.process_deno_dir(config, self.dir, uid)
         self.import_token = grants.new_token()  # sent with its imports from the module host
         self.command = sandbox.sandbox_command(config, self.socket_path, denied_hosts, uid)
         self.proc = None
@@ -319,7 +321,7 @@ class DenoProcess:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 cwd=self.cwd,
-                env=sandbox.sandbox_environment(self.config, self.import_token),
+                env=sandbox.sandbox_environment(self.config, self.import_token, self.deno_dir),
                 start_new_session=True,  # keep terminal signals meant for the host away
             )
             self.exit_task = asyncio.ensure_future(self.proc.wait())

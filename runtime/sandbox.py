@@ -16,7 +16,10 @@ import ipaddress
 import logging
 import os
 import shutil
+import sqlite3
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from runtime import jail
@@ -45,17 +48,40 @@ DENIED_IPV4_RANGES = (
 )
 DENIED_IPV6_ADDRESSES = ("::1", "::")
 
-# Deno's own SQLite caches. Created ahead, group-writable, so that every sandbox uid
-# can update them (SQLite gives its -wal and -shm files the same mode).
-DENO_CACHE_DATABASES = ("dep_analysis_cache_v2", "node_analysis_cache_v2", "v8_code_cache_v2")
+# --- The module cache ----------------------------------------------------------------
+#
+# Deno keeps, under DENO_DIR (measured on Deno 2.9.8):
+#   remote/<scheme>/<host>/<hash of the URL>   every remote module's source, by its URL
+#   gen/<scheme>/<host>/..., gen/data/...      the JavaScript it compiled TypeScript to
+#                                              (gen/data: inline code, the val's own)
+#   gen/file/...                               the same for local files: only the harness
+#   npm/                                       npm packages
+#   dep_analysis_cache_v2                      each module's imports, by URL and source hash
+#   node_analysis_cache_v2                     the exports of CommonJS files (npm packages)
+#   v8_code_cache_v2                           V8's compiled code, string constants and all
+# A cache shared by every process would hand one tenant's modules to another: anything
+# fetched from the module host (with the process's import token, so private vals) or
+# compiled from a val's own code. So each process gets a DENO_DIR of its own, inside its
+# process directory and removed with it. Only what no tenant's identity went into is
+# shared, through symlinks into the pool's DENO_DIR: npm packages and their CommonJS
+# analysis, the public CDNs' modules and their compiled forms (no token goes there), and
+# the harness's. V8's code cache is off (--no-code-cache): it can't be split by module,
+# and a process's own one cost more to write than it saved (see bench/README.md). A
+# process's dep_analysis_cache_v2 starts as a copy of one holding only the harness's
+# modules (harness_module_info), so that Deno needn't parse the harness at every start.
+SHARED_CACHE_DATABASES = ("node_analysis_cache_v2",)
+SHARED_CACHE_DIRECTORIES = ("npm", os.path.join("gen", "file"))
+SCHEMES = ("http", "https")
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def sandbox_environment(config, import_token=None):
+def sandbox_environment(config, import_token=None, deno_dir=None):
     """Deno's environment: a few variables it needs at start-up and nothing else of the
     host's. The harness deletes all of them before user code runs (Deno has read them
-    by then). `import_token` is sent with every import from the module host."""
+    by then). `import_token` is sent with every import from the module host; `deno_dir`
+    is the process's own module cache (process_deno_dir)."""
     environment = {
-        "DENO_DIR": config.deno_dir_path,
+        "DENO_DIR": deno_dir or config.deno_dir_path,
         "NO_COLOR": "1",
         "DENO_NO_UPDATE_CHECK": "1",
         "DENO_NO_PROMPT": "1",
@@ -156,21 +182,36 @@ def library_import_hosts(config):
     return hosts
 
 
-def reloaded_prefixes(config):
-    """URL prefixes Deno must fetch afresh on every import, never from its cache: vals
-    change at every save, and a private val cached for its owner must not be served
-    from the shared cache to anyone else. (Deno matches these as plain prefixes, and
-    one ending in "/" matches nothing.)"""
-    prefixes = []
-    for scheme, host in ((config.module_scheme, config.module_host), (config.library_scheme, config.library_host)):
-        if host:
-            prefixes += [f"{scheme}://{host}/v", f"{scheme}://{host}/std"]
-    return prefixes
+def shared_cache_hosts(config):
+    """The import hosts whose modules every process may share in the module cache: the
+    public CDNs, never the module host or the library host, whatever the lists say."""
+    ours = {(config.module_host or "").lower(), (config.library_host or "").lower()}
+    return [host for host in config.import_hosts if host.lower() not in ours]
+
+
+def cache_host_directory(scheme, host):
+    """The directory Deno keeps a host's modules in, under remote/<scheme>/ and
+    gen/<scheme>/: the host name, and a port other than the scheme's own as "_port_N"."""
+    name, _, port = host.lower().rpartition(":") if ":" in host else (host.lower(), "", "")
+    if not port or int(port) == DEFAULT_PORTS[scheme]:
+        return name
+    return f"{name}_port_{int(port)}"
+
+
+def shared_cache_entries(config):
+    """What each process's DENO_DIR links to in the shared one: (relative path, is a
+    directory)."""
+    entries = [(name, False) for name in SHARED_CACHE_DATABASES]
+    entries += [(name, True) for name in SHARED_CACHE_DIRECTORIES]
+    for host in shared_cache_hosts(config):
+        for scheme in SCHEMES:
+            for kind in ("remote", "gen"):
+                entries.append((os.path.join(kind, scheme, cache_host_directory(scheme, host)), True))
+    return entries
 
 
 def deno_command(config, socket_path, denied):
     deno_path, harness = installed_deno(config), installed_harness(config)
-    reloaded = reloaded_prefixes(config)
     return [
         deno_path,
         "run",
@@ -182,7 +223,9 @@ def deno_command(config, socket_path, denied):
         "--allow-net",
         "--deny-net=" + ",".join(denied),
         "--allow-import=" + ",".join(import_hosts(config)),
-        *(["--reload=" + ",".join(reloaded)] if reloaded else []),
+        # V8's code cache would keep the compiled code of every module, private ones too,
+        # in one database (see the module cache above).
+        "--no-code-cache",
         # Lets the harness start Restricted Library Mode's Worker with fewer permissions.
         "--unstable-worker-options",
         # The harness sets the evaluation's secrets, and must delete everything else.
@@ -301,16 +344,24 @@ def install_runnables(config):
 
 
 def prepare_directories(config):
-    """The work dir, the shared module cache, and a location_data nobody can write."""
+    """The work dir, the shared module cache's parts, and a location_data nobody can write."""
     make_owned_dir(config.work_dir, 0o711)
     if is_root():
         install_runnables(config)
     make_owned_dir(os.path.join(config.work_dir, "processes"), 0o711)
     make_owned_dir(os.path.join(config.work_dir, "uids"), 0o700)
+    prepare_harness_module_info(config)
     deno_dir = config.deno_dir_path
     os.makedirs(deno_dir, exist_ok=True)
+    # Created ahead, so that the processes' links never dangle.
+    for path, is_directory in shared_cache_entries(config):
+        target = os.path.join(deno_dir, path)
+        if is_directory:
+            os.makedirs(target, exist_ok=True)
+        else:
+            open(target, "a").close()
     if is_root():
-        _share_with_sandbox_group(deno_dir, config.sandbox_gid)
+        _share_with_sandbox_group(deno_dir, config.sandbox_gid, [path for path, _ in shared_cache_entries(config)])
     # localStorage and the Cache API live in DENO_DIR/location_data, keyed by the main
     # module (the harness), so they would leak between evaluations and users, and the
     # Cache API has no quota. A directory the sandbox can't write turns both off.
@@ -319,17 +370,82 @@ def prepare_directories(config):
     os.chmod(location_data, 0o555)
 
 
-def _share_with_sandbox_group(deno_dir, gid):
-    """Lets every sandbox uid write the module cache: one group, group-writable."""
-    os.chown(deno_dir, 0, gid)
-    os.chmod(deno_dir, 0o2775)  # setgid: new entries get the sandbox group
-    for name in DENO_CACHE_DATABASES:
-        open(os.path.join(deno_dir, name), "a").close()
-    for entry in os.scandir(deno_dir):
-        if entry.name == "location_data" or entry.is_symlink():
+def _share_with_sandbox_group(deno_dir, gid, paths):
+    """Lets every sandbox uid write the shared module cache's parts: one group,
+    group-writable (SQLite gives its -wal and -shm files the database's mode)."""
+    directories = {deno_dir}
+    for path in paths:
+        while path:  # the entry and each directory above it, up to deno_dir
+            directories.add(os.path.join(deno_dir, path))
+            path = os.path.dirname(path)
+    for path in sorted(directories):
+        if os.path.islink(path):
             continue
-        os.chown(entry.path, -1, gid)
-        os.chmod(entry.path, entry.stat().st_mode | (0o2070 if entry.is_dir() else 0o060))
+        info = os.lstat(path)
+        os.chown(path, -1 if path != deno_dir else 0, gid)
+        is_directory = os.path.isdir(path)
+        # setgid on directories: new entries get the sandbox group.
+        os.chmod(path, info.st_mode & 0o7777 | (0o2070 if is_directory else 0o060))
+    os.chmod(deno_dir, 0o2775)
+
+
+def _harness_module_info_path(config):
+    info = os.stat(find_deno(config))
+    return os.path.join(config.work_dir, f"harness-module-info-{_harness_digest()}-{info.st_size}-{info.st_mtime_ns}")
+
+
+def prepare_harness_module_info(config):
+    """What Deno's dep_analysis_cache_v2 keeps about the harness's own modules (their
+    imports), made once per harness and Deno by `deno cache`, which runs no code:
+    every process's cache starts as a copy. Without it (deno cache failed) processes
+    start with an empty one, a few milliseconds slower."""
+    path = _harness_module_info_path(config)
+    if os.path.exists(path):
+        return
+    scratch = tempfile.mkdtemp(prefix="module-info-", dir=config.work_dir)
+    try:
+        environment = {"DENO_DIR": scratch, "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_NO_PROMPT": "1"}
+        command = [find_deno(config), "cache", "--quiet", "--no-config", "--no-lock", str(installed_harness(config))]
+        finished = subprocess.run(command, env=environment, capture_output=True, timeout=60)
+        database = os.path.join(scratch, "dep_analysis_cache_v2")
+        if finished.returncode != 0 or not os.path.exists(database):
+            logger.warning("Could not record the harness's module info: %s", finished.stderr.decode(errors="replace")[-500:])
+            return
+        with sqlite3.connect(database) as connection:
+            connection.execute("PRAGMA journal_mode=DELETE")  # all of it in the one file
+        connection.close()
+        os.chmod(database, 0o644)
+        os.replace(database, path)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def process_deno_dir(config, process_dir, uid):
+    """A process's own DENO_DIR, in its process directory (which is removed with it):
+    what it fetches from the module host and compiles from the val stays here, readable
+    by its uid alone. The shared parts (shared_cache_entries) are links into the pool's
+    DENO_DIR, and so is location_data, which nobody can write."""
+    deno_dir = os.path.join(process_dir, "deno-dir")
+    shared = os.path.abspath(config.deno_dir_path)  # links are read from deno_dir
+    os.mkdir(deno_dir, 0o700)
+    made = [deno_dir]
+    for kind in ("remote", "gen"):
+        for scheme in SCHEMES:
+            path = os.path.join(deno_dir, kind, scheme)
+            os.makedirs(path, 0o700)
+            made += [os.path.dirname(path), path]
+    for path, _ in [*shared_cache_entries(config), ("location_data", True)]:
+        os.symlink(os.path.join(shared, path), os.path.join(deno_dir, path))
+    try:
+        module_info = os.path.join(deno_dir, "dep_analysis_cache_v2")
+        shutil.copyfile(_harness_module_info_path(config), module_info)
+        made.append(module_info)
+    except FileNotFoundError:
+        pass
+    if uid is not None:
+        for path in dict.fromkeys(made):
+            os.chown(path, uid, -1)  # never through a link
+    return deno_dir
 
 
 # --- Sandbox uids -----------------------------------------------------------------

@@ -3,16 +3,25 @@
 Deno caches what it imports by the URL as written. A module host that answered
 `/%76/alice/x.ts` like `/v/alice/x.ts` let one private val live in the cache under
 spellings that no reload rule matched, where any other tenant importing that spelling
-was served it. So the module host answers only the canonical spelling of a module's
-path (the raw path, before any decoding) and its query, and any other spelling is the
-same 404 as a val that doesn't exist.
+was served it. So:
+
+- the module host answers only the canonical spelling of a module's path (the raw
+  path, before any decoding) and its query, and any other spelling is the same 404 as
+  a val that doesn't exist;
+- each sandboxed process has a module cache of its own for everything fetched from
+  the module host and for the val's own code, removed with the process: only npm
+  packages and the public CDNs' modules are shared between processes.
 """
 
+import base64
 import http.client
+import http.server
 import json
+import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from urllib.parse import unquote
 
@@ -21,9 +30,12 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
+import runtime
 from accounts.models import ApiToken
+from runtime import Engine, sandbox
 from tests.factory import make_user, make_val
 from tests.live import LiveServer
+from tests.runtime.helpers import runtime_config
 from vals.models import Val
 
 # --- The module host answers only canonical paths ------------------------------------
@@ -117,6 +129,92 @@ def test_a_private_val_is_refused_under_any_spelling_even_to_its_owner(alices_va
     assert owner_get("/v/alice/%64iary.ts").status_code == 404
 
 
+# --- The runtime: no process is served another's cache ---------------------------------
+#
+# A module host as lenient as the old one (it decodes the path and ignores the query),
+# so that the cache is the only wall left.
+
+ALICES_SECRET_CODE = "export default 'alice private module';\n"
+
+
+class LenientModuleHost(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        token = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+        principal = runtime.import_grant(token)
+        self.server.requests.append((self.path, principal))
+        if unquote(self.path.split("?")[0]) == "/v/alice/x.ts" and principal == "alice":
+            body, status = ALICES_SECRET_CODE.encode(), 200
+        else:
+            body, status = b"not found", 404
+        self.send_response(status)
+        self.send_header("Content-Type", "application/typescript")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def lenient_host():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), LenientModuleHost)
+    server.requests = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def engine(lenient_host):
+    work_dir = tempfile.mkdtemp(prefix="valtown-module-cache-")
+    engine = Engine(runtime_config(work_dir=work_dir, module_host=f"127.0.0.1:{lenient_host.server_address[1]}"))
+    engine.start()
+    engine.work_dir = work_dir
+    yield engine
+    engine.shutdown()
+    shutil.rmtree(work_dir, ignore_errors=True)
+
+
+IMPORTER = "export default async () => { try { return (await import(URL)).default; } catch (error) { return String(error); } };"
+
+
+@pytest.mark.parametrize("spelling", ["/%76/alice/x.ts", "/v/%61lice/x.ts", "/v/alice/x.ts?fresh=1", "/v/alice/x.ts"])
+async def test_what_one_tenant_imported_is_never_served_to_another_from_the_cache(engine, lenient_host, spelling):
+    url = f"http://127.0.0.1:{lenient_host.server_address[1]}{spelling}"
+    code = IMPORTER.replace("URL", json.dumps(url))
+
+    alices = await engine.evaluate(code, import_grant="alice")
+    lenient_host.requests.clear()
+    bobs = await engine.evaluate(code, import_grant="bob")
+
+    assert alices.value == "alice private module"
+    assert "alice private" not in json.dumps(bobs.value) and "Module not found" in bobs.value
+    assert lenient_host.requests == [(spelling, "bob")]  # asked the host, which said no
+
+
+
+def test_a_processs_own_cache_is_its_uids_alone_and_links_only_to_what_is_shared(engine, lenient_host, tmp_path):
+    config = runtime_config(work_dir=engine.work_dir, module_host=f"127.0.0.1:{lenient_host.server_address[1]}")
+    process_dir = tmp_path / "p"
+    process_dir.mkdir()
+
+    deno_dir = sandbox.process_deno_dir(config, str(process_dir), 64999 if sandbox.is_root() else None)
+
+    info = os.stat(deno_dir)
+    assert info.st_mode & 0o777 == 0o700
+    assert info.st_uid == (64999 if sandbox.is_root() else os.geteuid())
+    links = {}
+    for root, directories, names in os.walk(deno_dir):
+        for name in directories + names:
+            path = os.path.join(root, name)
+            if os.path.islink(path):
+                links[os.path.relpath(path, deno_dir)] = os.readlink(path)
+    assert all(target == os.path.join(config.deno_dir_path, path) for path, target in links.items())
+    assert {"npm", "node_analysis_cache_v2", "location_data", "gen/file", "remote/https/esm.sh", "gen/https/esm.sh"} <= set(links)
+    assert not [path for path in links if "127.0.0.1" in path or path.startswith(("gen/data", "dep_analysis", "v8_code"))]
+
+
 # --- Through the real server: daphne, the module host and the pool ----------------------
 
 
@@ -186,3 +284,49 @@ def test_a_private_val_imported_under_another_spelling_reaches_neither_its_owner
 def module_host(server):
     return f"127.0.0.1:{server.port}"
 
+
+def files_holding(directory, *markers):
+    """Every file under directory (symlinks not followed, the installed deno binary left
+    out) holding one of the markers, as text or as any alignment of its base64 (inline
+    code reaches Deno as a base64 data: URL)."""
+    needles = set()
+    for marker in markers:
+        needles.add(marker.encode())
+        for offset in range(3):
+            encoded = base64.b64encode(b"x" * offset + marker.encode())
+            needles.add(encoded[4:-4] if offset else encoded[:-4])  # the part that doesn't depend on neighbours
+    found = []
+    for root, directories, names in os.walk(directory):
+        directories[:] = [d for d in directories if not os.path.islink(os.path.join(root, d))]
+        for name in names:
+            path = os.path.join(root, name)
+            if os.path.islink(path) or name.startswith("deno-"):
+                continue
+            try:
+                content = open(path, "rb").read()
+            except OSError:
+                continue
+            if any(needle in content for needle in needles):
+                found.append(os.path.relpath(path, directory))
+    return found
+
+
+@pytest.mark.django_db(transaction=True)
+def test_after_her_evaluation_and_after_deleting_the_val_alices_private_source_is_nowhere_in_the_cache(server):
+    alice, bob = make_user("alice"), make_user("bob")
+    imported, inline = f"imported-{uuid.uuid4().hex}", f"inline-{uuid.uuid4().hex}"
+    x = make_val(alice, name="x", code=f"export default '{imported}';\n", privacy=Val.Privacy.PRIVATE)
+    reader = make_val(
+        alice, name="reader", privacy=Val.Privacy.PRIVATE,
+        code=f"import x from '/v/alice/x.ts';\nconst mine: string = '{inline}';\nexport default () => [x, mine];\n",
+    )
+    assert run(server, alice, reader)["result"]["value"] == [imported, inline]
+
+    # The only evaluation process had to be cleaned up after before this one could start.
+    assert run(server, bob, make_val(bob, name="noop", code="export default () => 1;\n"))["status"] == "success"
+    assert files_holding(server.work_dir, imported, inline) == []
+
+    x.delete()
+    reader.delete()
+    assert run(server, bob, make_val(bob, name="noop_again", code="export default () => 1;\n"))["status"] == "success"
+    assert files_holding(server.work_dir, imported, inline) == []
