@@ -353,6 +353,7 @@ def prepare_directories(config):
     prepare_harness_module_info(config)
     deno_dir = config.deno_dir_path
     os.makedirs(deno_dir, exist_ok=True)
+    remove_private_leftovers(config)
     # Created ahead, so that the processes' links never dangle.
     for path, is_directory in shared_cache_entries(config):
         target = os.path.join(deno_dir, path)
@@ -368,6 +369,37 @@ def prepare_directories(config):
     location_data = os.path.join(deno_dir, "location_data")
     os.makedirs(location_data, exist_ok=True)
     os.chmod(location_data, 0o555)
+
+
+# What a DENO_DIR shared by every process kept before each had its own: every val's
+# compiled code, modules the module host served (private ones too), and the databases
+# holding both. No process uses these in the shared DENO_DIR any more.
+PRIVATE_LEFTOVERS = (
+    os.path.join("gen", "data"),
+    *(f"{name}{suffix}" for name in ("dep_analysis_cache_v2", "v8_code_cache_v2") for suffix in ("", "-wal", "-shm")),
+)
+
+
+def remove_private_leftovers(config):
+    """Removes from the shared DENO_DIR what only a process's own may hold: the
+    PRIVATE_LEFTOVERS, and the remote/ and gen/ entries of any host but the shared CDNs
+    (the module host's and the library host's, under whatever name or port)."""
+    deno_dir = config.deno_dir_path
+    shared = {path for path, _ in shared_cache_entries(config)}
+    doomed = [os.path.join(deno_dir, path) for path in PRIVATE_LEFTOVERS]
+    for kind in ("remote", "gen"):
+        for scheme in SCHEMES:
+            directory = os.path.join(kind, scheme)
+            try:
+                names = os.listdir(os.path.join(deno_dir, directory))
+            except FileNotFoundError:
+                continue
+            doomed += [os.path.join(deno_dir, directory, name) for name in names if os.path.join(directory, name) not in shared]
+    for path in doomed:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.unlink(path)
 
 
 def _share_with_sandbox_group(deno_dir, gid, paths):

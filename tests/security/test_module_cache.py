@@ -215,6 +215,29 @@ def test_a_processs_own_cache_is_its_uids_alone_and_links_only_to_what_is_shared
     assert not [path for path in links if "127.0.0.1" in path or path.startswith(("gen/data", "dep_analysis", "v8_code"))]
 
 
+
+def test_a_shared_cache_from_before_loses_what_only_a_processs_own_may_hold(engine, tmp_path):
+    config = runtime_config(work_dir=engine.work_dir, deno_dir=str(tmp_path / "shared"))
+    left_over = {
+        "gen/data/1234.js": "alice's val, compiled",
+        "remote/http/127.0.0.1_port_8000/5678": "alice's private val",
+        "gen/http/127.0.0.1_port_8000/5678.js": "alice's private val, compiled",
+        "remote/https/valtown.example.com/9abc": "a val once public",
+        "v8_code_cache_v2": "every module's compiled code",
+        "v8_code_cache_v2-wal": "more of it",
+        "dep_analysis_cache_v2": "every module's imports",
+    }
+    kept = {"npm/registry.npmjs.org/is-number/registry.json": "{}", "remote/https/esm.sh/def0": "a CDN module"}
+    for path, text in {**left_over, **kept}.items():
+        os.makedirs(os.path.dirname(tmp_path / "shared" / path), exist_ok=True)
+        (tmp_path / "shared" / path).write_text(text)
+
+    sandbox.prepare_directories(config)
+
+    assert [path for path in left_over if (tmp_path / "shared" / path).exists()] == []
+    assert all((tmp_path / "shared" / path).read_text() == text for path, text in kept.items())
+
+
 # --- Through the real server: daphne, the module host and the pool ----------------------
 
 
