@@ -267,6 +267,7 @@ class DenoProcess:
         self.uid = uid
         self.dir = tempfile.mkdtemp(prefix="p-", dir=os.path.join(config.work_dir, "processes"))
         os.chmod(self.dir, 0o711)
+        self._lock = sandbox.lock_process_dir(self.dir)  # held until the dir is gone
         self.cwd = os.path.join(self.dir, "cwd")
         os.mkdir(self.cwd, 0o711)
         self.socket_path = os.path.join(self.dir, "control.sock")
@@ -633,6 +634,9 @@ class DenoProcess:
                 for task in self.output_tasks:
                     task.cancel()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
 
 async def _drain_if_abandoned(reader, stream):

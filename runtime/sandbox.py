@@ -350,6 +350,7 @@ def prepare_directories(config):
         install_runnables(config)
     make_owned_dir(os.path.join(config.work_dir, "processes"), 0o711)
     make_owned_dir(os.path.join(config.work_dir, "uids"), 0o700)
+    remove_orphaned_process_dirs(config)
     prepare_harness_module_info(config)
     deno_dir = config.deno_dir_path
     os.makedirs(deno_dir, exist_ok=True)
@@ -369,6 +370,45 @@ def prepare_directories(config):
     location_data = os.path.join(deno_dir, "location_data")
     os.makedirs(location_data, exist_ok=True)
     os.chmod(location_data, 0o555)
+
+
+# --- Process directories -------------------------------------------------------------
+#
+# Each process's directory (its socket, working directory and module cache) holds a
+# lock file, locked by the server that made it for as long as it lives. A server killed
+# outright (SIGKILL, the OOM killer) can't remove its processes' directories; the next
+# pool to start on the same work dir finds their locks free and removes them, so that
+# no val's code stays on disk after all.
+PROCESS_LOCK = "lock"
+
+
+def lock_process_dir(process_dir):
+    """Creates process_dir's lock, already locked (it is locked before it has its name,
+    so no one can find it free), and returns its descriptor: keep it open."""
+    partial = os.path.join(process_dir, PROCESS_LOCK + ".partial")
+    descriptor = os.open(partial, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600)
+    fcntl.flock(descriptor, fcntl.LOCK_EX)
+    os.rename(partial, os.path.join(process_dir, PROCESS_LOCK))
+    return descriptor
+
+
+def remove_orphaned_process_dirs(config):
+    """Removes the process directories whose lock nobody holds: their server died."""
+    processes = os.path.join(config.work_dir, "processes")
+    for entry in os.scandir(processes):
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            descriptor = os.open(os.path.join(entry.path, PROCESS_LOCK), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue  # not made yet, or not one of ours
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue  # alive
+        finally:
+            os.close(descriptor)
+        shutil.rmtree(entry.path, ignore_errors=True)
 
 
 # What a DENO_DIR shared by every process kept before each had its own: every val's

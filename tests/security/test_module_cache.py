@@ -238,6 +238,27 @@ def test_a_shared_cache_from_before_loses_what_only_a_processs_own_may_hold(engi
     assert all((tmp_path / "shared" / path).read_text() == text for path, text in kept.items())
 
 
+
+def test_the_directories_of_a_killed_servers_processes_are_removed_by_the_next_pool(engine):
+    config = runtime_config(work_dir=engine.work_dir)  # where the engine's own processes live on
+    processes = os.path.join(engine.work_dir, "processes")
+    engines_own = set(os.listdir(processes))
+    orphan, alive = (tempfile.mkdtemp(prefix="p-", dir=processes) for _ in range(2))
+    for directory in (orphan, alive):
+        os.makedirs(os.path.join(directory, "deno-dir", "gen", "data"))
+        with open(os.path.join(directory, "deno-dir", "gen", "data", "1234.js"), "w") as file:
+            file.write("alice's val, compiled")
+    os.close(sandbox.lock_process_dir(orphan))  # its server is gone, and its lock with it
+    held = sandbox.lock_process_dir(alive)
+
+    sandbox.prepare_directories(config)
+
+    assert not os.path.exists(orphan)
+    assert os.path.exists(os.path.join(alive, "deno-dir", "gen", "data", "1234.js"))
+    assert engines_own and engines_own <= set(os.listdir(processes))
+    os.close(held)
+
+
 # --- Through the real server: daphne, the module host and the pool ----------------------
 
 
