@@ -478,7 +478,11 @@ def prepare_harness_module_info(config):
     try:
         environment = {"DENO_DIR": scratch, "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1", "DENO_NO_PROMPT": "1"}
         command = [find_deno(config), "cache", "--quiet", "--no-config", "--no-lock", str(installed_harness(config))]
-        finished = subprocess.run(command, env=environment, capture_output=True, timeout=60)
+        try:
+            finished = subprocess.run(command, env=environment, capture_output=True, timeout=config.startup_timeout_seconds)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            logger.warning("Could not record the harness's module info: %s", error)
+            return
         database = os.path.join(scratch, "dep_analysis_cache_v2")
         if finished.returncode != 0 or not os.path.exists(database):
             logger.warning("Could not record the harness's module info: %s", finished.stderr.decode(errors="replace")[-500:])
