@@ -8,7 +8,6 @@ import asyncio
 import json
 import logging
 import os
-import shutil
 import signal
 import socket
 import tempfile
@@ -633,7 +632,7 @@ class DenoProcess:
             except TimeoutError:
                 for task in self.output_tasks:
                     task.cancel()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        sandbox.remove_process_dir(self.dir)
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None

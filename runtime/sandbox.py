@@ -392,6 +392,29 @@ def lock_process_dir(process_dir):
     return descriptor
 
 
+def remove_process_dir(path):
+    """Removes a process directory and everything in it. Its module cache belongs to
+    the process's uid, and a deployment's root has no CAP_DAC_OVERRIDE (docs/deploy.md),
+    so each directory is first made ours again, from the top down: chown needs only
+    CAP_CHOWN and a lookup in the parent, which is already ours. Links are never
+    followed."""
+    if is_root():
+        _make_ours(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _make_ours(directory):
+    try:
+        os.chown(directory, os.geteuid(), -1, follow_symlinks=False)
+        os.chmod(directory, 0o700)  # a directory: scandir said so, and its process is dead
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            _make_ours(entry.path)
+
+
 def remove_orphaned_process_dirs(config):
     """Removes the process directories whose lock nobody holds: their server died."""
     processes = os.path.join(config.work_dir, "processes")
@@ -408,7 +431,7 @@ def remove_orphaned_process_dirs(config):
             continue  # alive
         finally:
             os.close(descriptor)
-        shutil.rmtree(entry.path, ignore_errors=True)
+        remove_process_dir(entry.path)
 
 
 # What a DENO_DIR shared by every process kept before each had its own: every val's

@@ -20,6 +20,8 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import uuid
@@ -34,7 +36,7 @@ import runtime
 from accounts.models import ApiToken
 from runtime import Engine, sandbox
 from tests.factory import make_user, make_val
-from tests.live import LiveServer
+from tests.live import ROOT, LiveServer
 from tests.runtime.helpers import runtime_config
 from vals.models import Val
 
@@ -257,6 +259,27 @@ def test_the_directories_of_a_killed_servers_processes_are_removed_by_the_next_p
     assert os.path.exists(os.path.join(alive, "deno-dir", "gen", "data", "1234.js"))
     assert engines_own and engines_own <= set(os.listdir(processes))
     os.close(held)
+
+
+
+@pytest.mark.skipif(not sandbox.is_root() or not shutil.which("setpriv"), reason="needs root and setpriv")
+def test_a_root_without_cap_dac_override_still_removes_a_processs_cache(tmp_path):
+    """docs/deploy.md runs the server as root with six capabilities only: it can't read
+    or write a directory a sandbox uid owns with mode 0700 until it makes it its own."""
+    process_dir = tmp_path / "p-1"
+    compiled = process_dir / "deno-dir" / "gen" / "data"
+    compiled.mkdir(parents=True)
+    (compiled / "1234.js").write_text("alice's val, compiled")
+    for path in (process_dir / "deno-dir", process_dir / "deno-dir" / "gen", compiled, compiled / "1234.js"):
+        os.chown(path, 64999, 64200)
+    os.chmod(process_dir / "deno-dir", 0o700)
+    os.chmod(compiled, 0o2775)
+    capabilities = "-all,+setuid,+setgid,+chown,+fsetid,+kill,+fowner"
+    remove = f"import sys; sys.path.insert(0, {str(ROOT)!r}); from runtime import sandbox; sandbox.remove_process_dir({str(process_dir)!r})"
+
+    subprocess.run(["setpriv", f"--bounding-set={capabilities}", sys.executable, "-c", remove], check=True)
+
+    assert not process_dir.exists()
 
 
 # --- Through the real server: daphne, the module host and the pool ----------------------
