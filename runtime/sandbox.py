@@ -354,6 +354,12 @@ def prepare_directories(config):
     prepare_harness_module_info(config)
     deno_dir = config.deno_dir_path
     os.makedirs(deno_dir, exist_ok=True)
+    if is_root():
+        # Directories Deno made as a sandbox uid are the server's again (see
+        # remove_process_dir: no CAP_DAC_OVERRIDE), so it can add and remove entries.
+        for path in _shared_directories(deno_dir, [path for path, _ in shared_cache_entries(config)]):
+            if os.path.isdir(path) and not os.path.islink(path):
+                os.chown(path, 0, -1, follow_symlinks=False)
     remove_private_leftovers(config)
     # Created ahead, so that the processes' links never dangle.
     for path, is_directory in shared_cache_entries(config):
@@ -460,20 +466,25 @@ def remove_private_leftovers(config):
             doomed += [os.path.join(deno_dir, directory, name) for name in names if os.path.join(directory, name) not in shared]
     for path in doomed:
         if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+            remove_process_dir(path)
         elif os.path.lexists(path):
             os.unlink(path)
+
+
+def _shared_directories(deno_dir, paths):
+    """deno_dir, each of paths under it, and each directory between, top down."""
+    directories = {deno_dir}
+    for path in paths:
+        while path:
+            directories.add(os.path.join(deno_dir, path))
+            path = os.path.dirname(path)
+    return sorted(directories)
 
 
 def _share_with_sandbox_group(deno_dir, gid, paths):
     """Lets every sandbox uid write the shared module cache's parts: one group,
     group-writable (SQLite gives its -wal and -shm files the database's mode)."""
-    directories = {deno_dir}
-    for path in paths:
-        while path:  # the entry and each directory above it, up to deno_dir
-            directories.add(os.path.join(deno_dir, path))
-            path = os.path.dirname(path)
-    for path in sorted(directories):
+    for path in _shared_directories(deno_dir, paths):
         if os.path.islink(path):
             continue
         info = os.lstat(path)
