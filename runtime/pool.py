@@ -24,7 +24,7 @@ import json
 import logging
 from collections import Counter, OrderedDict, deque
 
-from runtime import sandbox
+from runtime import firewall, sandbox
 from runtime.config import PoolConfig
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
 from runtime.http import Exchange, SlowAnswerWatch
@@ -47,6 +47,7 @@ class Pool:
         self._held = Counter()  # tenant, and tenant group -> evaluation processes it holds now
         self._closed = False
         self.denied_hosts = []
+        self.firewall = None  # this pool's share of the sandbox uids' nftables table
         self.last_start_error = None
         self.processes_started = 0
         self.http = None  # the WarmPool, once started
@@ -63,10 +64,17 @@ class Pool:
         sandbox.prepare_directories(self.config)
         # Found once, at start-up: a new interface address needs a pool restart.
         self.denied_hosts = sandbox.denied_hosts(self.config)
+        # Before any process starts: a sandbox must never run outside the firewall.
+        self.firewall = firewall.SandboxFirewall(self.config)
+        await asyncio.to_thread(self.firewall.open)
         logger.info("Starting %d sandboxed Deno processes: %s", self.config.pool_size,
-                    sandbox.describe_protections(self.config))
+                    sandbox.describe_protections(self.config, self.firewall))
         if not sandbox.is_root():
-            logger.warning("The runtime is not running as root: vals run as this user, without a thread cap.")
+            logger.warning("The runtime is not running as root: vals run as this user, without a thread cap "
+                           "and without the sandbox uids' firewall.")
+        elif not self.firewall.applied:
+            logger.warning("The sandbox uids' firewall is NOT applied (%s): vals can reach this machine through "
+                           "a SOCKS proxy on it. Install nftables and run with CAP_NET_ADMIN.", self.firewall.problem)
         for number in range(self.config.pool_size):
             self._failing[number] = False
             self._slots.append(asyncio.ensure_future(self._run_slot(number)))
@@ -92,6 +100,10 @@ class Pool:
             slot.cancel()
         await asyncio.gather(*self._slots, return_exceptions=True)
         await asyncio.gather(*(process.close() for process in list(self._processes)), return_exceptions=True)
+        if self.firewall is not None:
+            # Only now that every process of this pool has died. In this thread, not a
+            # worker's: stop() also runs at interpreter exit, when no new worker may start.
+            self.firewall.close()
 
     # --- Evaluating ----------------------------------------------------------
 

@@ -7,6 +7,8 @@ Layers, outermost first (see runtime/README.md for the whole security model):
    own addresses and private ranges; imports only from the module host and the CDNs.
 3. The harness: revokes its socket access and replaces the environment before it loads
    user code, which it only ever loads through a non-literal import().
+Around them all, when root: the sandbox uids' nftables firewall (firewall.py), which
+refuses them this machine and its networks whatever Deno lets through.
 """
 
 import fcntl
@@ -148,6 +150,22 @@ def local_ipv6_addresses(if_inet6="/proc/net/if_inet6"):
         digits = line.split()[0] if line.split() else ""
         if len(digits) == 32:
             found.add(str(ipaddress.IPv6Address(bytes.fromhex(digits))))
+    return found
+
+
+def local_ipv6_networks(if_inet6="/proc/net/if_inet6"):
+    """The IPv6 subnets this machine's interfaces are on (the prefix length is the
+    third field, in hex)."""
+    found = set()
+    try:
+        lines = Path(if_inet6).read_text().splitlines()
+    except OSError:
+        return found
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 3 and len(fields[0]) == 32:
+            address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
+            found.add(ipaddress.IPv6Network(f"{address}/{int(fields[2], 16)}", strict=False))
     return found
 
 
@@ -591,7 +609,7 @@ class UidLease:
             self._file = None
 
 
-def describe_protections(config):
+def describe_protections(config, firewall=None):
     """A short account of which OS protections this host can apply, for the log."""
     notes = []
     if is_root():
@@ -602,4 +620,6 @@ def describe_protections(config):
         notes.append("NO seccomp filter for this machine type: IPv6 NOT blocked, kill reasons forgeable")
     elif config.block_ipv6:
         notes.append("IPv6 sockets refused by seccomp")
+    if firewall is not None:
+        notes.append(firewall.describe())
     return "; ".join(notes)

@@ -85,6 +85,7 @@ def test_it_runs_vals_as_an_unprivileged_user():
         ["timeout", None],
     ]
     assert "not running as root" in finished.stderr
+    assert "without the sandbox uids' firewall" in finished.stderr
 
 
 def test_sandbox_uids_run_deno_and_the_harness_from_a_readable_install(tmp_path):
