@@ -16,8 +16,10 @@ from runtime.grants import import_grant
 from runtime.exceptions import RuntimeBusy, RuntimeUnavailable
 from runtime.pool import HttpEndpoint, Pool
 from runtime.result import HttpOutcome, LogLine, Result
+from runtime.sandbox import DENIED_ENV
 
 __all__ = [
+    "DENIED_ENV",
     "Engine",
     "HttpEndpoint",
     "HttpOutcome",

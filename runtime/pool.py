@@ -367,6 +367,10 @@ def new_job(config, code, url, args, env, mode, export, import_grant, library_wo
     for name, value in env.items():
         if not isinstance(name, str) or not name or "=" in name or "\0" in name:
             raise ValueError(f"invalid environment variable name: {name!r}")
+        if name in sandbox.DENIED_ENV:
+            # Refused here, with a reason: in the process, the harness couldn't set it.
+            raise ValueError(f"{name} can't be one of a val's environment variables: Deno would take a proxy "
+                             "from it, and the proxy variables are denied to vals")
         if not isinstance(value, str) or "\0" in value:
             raise ValueError(f"the value of {name} must be a string without NUL characters")
     args = list(args)

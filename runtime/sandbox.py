@@ -76,6 +76,15 @@ SHARED_CACHE_DIRECTORIES = ("npm", os.path.join("gen", "file"))
 SCHEMES = ("http", "https")
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
+# The variables Deno (and its node:http) would take a proxy from, read when a client is
+# made, so a val setting one at run time could route its connections through a proxy
+# on this machine (Deno checks a SOCKS proxy's host as spelled). Denied to vals; no
+# evaluation may have one in its environment.
+DENIED_ENV = (
+    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+    "NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY",
+)
+
 
 def sandbox_environment(config, import_token=None, deno_dir=None):
     """Deno's environment: a few variables it needs at start-up and nothing else of the
@@ -248,6 +257,7 @@ def deno_command(config, socket_path, denied):
         "--unstable-worker-options",
         # The harness sets the evaluation's secrets, and must delete everything else.
         "--allow-env",
+        "--deny-env=" + ",".join(DENIED_ENV),
         # Only to connect to the control socket; the harness revokes both at once.
         f"--allow-read={socket_path}",
         f"--allow-write={socket_path}",

@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import connection
 
+from accounts.secrets.crypto import encrypt
 from accounts.secrets.models import MAX_SECRETS_PER_USER, Redactor, Secret
 
 
@@ -66,3 +67,20 @@ def test_the_redactor_masks_values_in_text_and_json():
     redactor = Redactor(["hunter22", "sk-123456", "ab"])
     assert redactor.text("pw=hunter22 key=sk-123456 ab") == "pw=**** key=**** ab"
     assert redactor.value({"hunter22": ["x sk-123456", 1, None]}) == {"****": ["x ****", 1, None]}
+
+
+@pytest.mark.parametrize("name", ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "NODE_USE_ENV_PROXY"])
+def test_a_secret_may_not_be_named_after_a_proxy_variable(alice_client, alice, name):
+    # Deno would take a proxy from it, and the proxy variables are denied to vals.
+    response = alice_client.post("/settings/secrets", {"name": name, "value": "socks5://localhost:1080"})
+
+    assert response.status_code == 200
+    assert f"{name} can&#x27;t be a secret&#x27;s name" in response.content.decode()
+    assert not Secret.objects.filter(owner=alice).exists()
+
+
+def test_a_secret_saved_under_a_proxy_variable_before_it_was_refused_is_left_out_of_vals(alice):
+    Secret.objects.create(owner=alice, name="HTTPS_PROXY", encrypted_value=encrypt("socks5://localhost:1080"))
+    Secret.put(alice, "TOKEN", "value")
+
+    assert Secret.objects.filter(owner=alice).environment() == {"TOKEN": "value"}

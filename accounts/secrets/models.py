@@ -9,6 +9,7 @@ from django.db import models
 
 from accounts.secrets.crypto import decrypt, encrypt
 from accounts.secrets.escapes import needs_escaping, once_printed_forms, printed_parts, twice_printed_forms
+from runtime import DENIED_ENV
 
 SECRET_NAME_PATTERN = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 MAX_VALUE_BYTES = 32 * 1024
@@ -30,6 +31,12 @@ def validate_secret_name(name):
             "A secret's name uses capital letters, digits and underscores, and does not start with a digit (like API_KEY).",
             code="invalid",
         )
+    if name in DENIED_ENV:
+        raise ValidationError(
+            f"{name} can't be a secret's name: Deno would send your vals' connections through the proxy it "
+            "names, and vals may not set a proxy.",
+            code="reserved",
+        )
 
 
 def validate_secret_value(value):
@@ -39,8 +46,11 @@ def validate_secret_value(value):
 
 class SecretQuerySet(models.QuerySet):
     def environment(self):
-        """Name → plaintext value, for handing to an evaluation."""
-        return {secret.name: secret.value for secret in self}
+        """Name → plaintext value, for handing to an evaluation. A secret saved under a
+        proxy variable's name before those were refused is left out: the runtime would
+        refuse every evaluation with it, and a val that reads it gets Deno's permission
+        error instead, where it does."""
+        return {secret.name: secret.value for secret in self if secret.name not in DENIED_ENV}
 
 
 class Secret(models.Model):

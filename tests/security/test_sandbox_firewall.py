@@ -419,3 +419,37 @@ async def test_without_nft_vals_still_run_and_the_log_says_the_firewall_is_not_a
     assert (result.status, result.value) == ("success", 2)
     assert "firewall is NOT applied (the nft command (Debian package nftables) is not installed)" in caplog.text
     assert "NO firewall for the sandbox uids" in caplog.text
+
+
+# --- The proxy variables ----------------------------------------------------------------
+#
+# A second wall, in Deno's permissions: the variables Deno reads a proxy from are denied
+# to vals (--deny-env), so a val can't set them at run time, and no secret may carry one.
+
+PROXY_VARIABLES = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy",
+                   "NO_PROXY", "no_proxy", "NODE_USE_ENV_PROXY")
+
+
+async def test_vals_can_neither_set_nor_read_the_proxy_variables(engine):
+    result = await engine.evaluate(
+        """export default (names: string[]) => names.map((name) => {
+            const outcomes = [];
+            for (const attempt of [() => Deno.env.set(name, "socks5://localhost:1"), () => Deno.env.get(name)]) {
+                try { attempt(); outcomes.push("allowed") } catch (error) { outcomes.push((error as Error).name) }
+            }
+            return `${name}: ${outcomes.join(", ")}`;
+        })""",
+        args=[list(PROXY_VARIABLES)],
+    )
+
+    assert result.status == "success", result
+    assert result.value == [f"{name}: NotCapable, NotCapable" for name in PROXY_VARIABLES]
+
+
+@pytest.mark.parametrize("name", ["HTTPS_PROXY", "all_proxy", "NODE_USE_ENV_PROXY"])
+async def test_a_secret_named_like_a_proxy_variable_is_refused_before_any_process_gets_it(engine, name):
+    with pytest.raises(ValueError, match=f"{name} can't be one of a val's environment variables"):
+        await engine.evaluate("export default () => 1", env={name: "socks5://localhost:1"})
+
+    result = await engine.evaluate("export default () => Deno.env.toObject()", env={"PROXY_HOST": "fine"})
+    assert result.value == {"PROXY_HOST": "fine"}
