@@ -19,13 +19,15 @@ So a pool that stops takes out exactly its own rules, the last one deletes the t
 and a pool that crashed leaves rules that the next pool to start or stop drops. Two
 pools on one module host (a web process and the scheduler) each have their own rule.
 
-A lock around that read-and-rewrite: an abstract unix socket, which lives in the same
-network namespace as the table and goes away with its holder, crashed or not.
+A lock around that read-and-rewrite (see _machine_lock): a file in the work dir, and an
+abstract unix socket, which lives in the same network namespace as the table; both go
+away with their holder, crashed or not.
 """
 
 import atexit
 import contextlib
 import errno
+import fcntl
 import ipaddress
 import itertools
 import json
@@ -65,7 +67,7 @@ OWNER_COMMENT = re.compile(r"^pool (?P<owner>\d+\.\d+\.\d+) (?P<kind>uids|allows
 
 _serials = itertools.count(1)
 _registry_lock = threading.Lock()
-_live = set()  # owner ids of this process's pools whose rules are (meant to be) in the table
+_live = {}  # owner id -> work dir, for this process's pools whose rules are (meant to be) in the table
 
 
 def find_nft():
@@ -94,14 +96,14 @@ class SandboxFirewall:
             return
         records = self._records()
         try:
-            with _machine_lock():
+            with _machine_lock(self.config.work_dir):
                 with _registry_lock:
-                    _live.add(self.owner)
+                    _live[self.owner] = self.config.work_dir
                 try:
                     _rewrite(nft, self.config, extra=records)
                 except BaseException:
                     with _registry_lock:
-                        _live.discard(self.owner)
+                        _live.pop(self.owner, None)
                     raise
         except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as error:
             self.problem = f"setting up nftables table inet {TABLE} failed: {error}"
@@ -113,9 +115,9 @@ class SandboxFirewall:
             return
         self.applied = False
         with _registry_lock:
-            _live.discard(self.owner)
+            _live.pop(self.owner, None)
         try:
-            with _machine_lock():
+            with _machine_lock(self.config.work_dir):
                 _rewrite(find_nft())
         except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as error:
             logger.warning("Could not take this pool's rules out of nftables table inet %s: %s", TABLE, error)
@@ -311,21 +313,31 @@ def _start_time(pid):
 
 
 @contextlib.contextmanager
-def _machine_lock():
-    lock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
-    try:
+def _machine_lock(work_dir=None):
+    """Held while the table is read and rewritten. Two locks: a file in the work dir, which
+    only root can open, then an abstract socket, which reaches the pools of other work
+    dirs too but which any local user could bind first. Whoever squats the socket's name
+    only costs the pools of other work dirs their serialisation, never the firewall."""
+    with contextlib.ExitStack() as held:
+        if work_dir is not None:
+            with contextlib.suppress(OSError):  # a work dir removed since: the socket alone
+                file = held.enter_context(open(os.path.join(work_dir, "firewall.lock"), "a"))
+                fcntl.flock(file, fcntl.LOCK_EX)
+        lock = held.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+        deadline = time.monotonic() + LOCK_TIMEOUT_SECONDS
         while True:
             try:
                 lock.bind(LOCK_NAME)
                 break
             except OSError as error:
-                if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                if error.errno != errno.EADDRINUSE:
                     raise
+                if time.monotonic() > deadline:
+                    logger.warning("The sandbox firewall's lock %r has been held for %d s: going ahead without it",
+                                   LOCK_NAME, LOCK_TIMEOUT_SECONDS)
+                    break
                 time.sleep(0.01)  # another pool is rewriting the table: a few milliseconds
         yield
-    finally:
-        lock.close()
 
 
 def _match(address_or_network):
@@ -354,12 +366,12 @@ def _parse_address_and_port(value):
 def _close_at_exit():
     """At exit: take out the rules of this process's pools that were never stopped."""
     with _registry_lock:
-        mine = bool(_live)
+        work_dirs = list(_live.values())
         _live.clear()
     nft = find_nft()
-    if mine and nft:
+    if work_dirs and nft:
         try:
-            with _machine_lock():
+            with _machine_lock(work_dirs[0]):
                 _rewrite(nft)
         except (OSError, subprocess.SubprocessError, RuntimeError, ValueError) as error:
             logger.warning("Could not take this process's rules out of nftables table inet %s: %s", TABLE, error)

@@ -342,6 +342,14 @@ async def main(scenario):
         second = pool(b)
         await second.start(); look("the second running")
         await second.stop(); look("the second stopped")
+    elif scenario == "an exit without stopping":
+        child = subprocess.Popen([sys.executable, "-c", CHILD, sys.argv[1], str(a), "exit"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "started"
+        look("the first running")
+        child.stdin.close()
+        assert child.wait() == 0
+        look("the first exited")
     print(json.dumps(seen))
 
 CHILD = '''
@@ -352,7 +360,10 @@ from tests.runtime.helpers import runtime_config
 async def main():
     await Pool(runtime_config(pool_size=0, module_host=f"127.0.0.1:{sys.argv[2]}")).start()
     print("started", flush=True)
-    await asyncio.Event().wait()
+    if sys.argv[3:] == ["exit"]:
+        sys.stdin.read()  # until the driver has looked; then out, without stopping the pool
+    else:
+        await asyncio.Event().wait()
 asyncio.run(main())
 '''
 
@@ -453,3 +464,36 @@ async def test_a_secret_named_like_a_proxy_variable_is_refused_before_any_proces
 
     result = await engine.evaluate("export default () => Deno.env.toObject()", env={"PROXY_HOST": "fine"})
     assert result.value == {"PROXY_HOST": "fine"}
+
+
+@needs_nft
+@needs_a_python_for_sandbox_uids
+@needs_a_network_namespace
+def test_a_process_that_exits_without_stopping_its_pool_takes_its_rules_out():
+    seen = life_of_the_table("an exit without stopping")
+
+    assert seen == {
+        "the first running": {"table": {"pools": 1, "allows": ["a"]}, "reachable": ["a"]},
+        "the first exited": {"table": None, "reachable": ["a", "b", "c"]},
+    }
+
+
+@needs_nft
+async def test_a_squatted_lock_doesnt_keep_a_pool_from_setting_up_its_firewall(monkeypatch, caplog):
+    # Any local user can bind an abstract socket's name; the lock file in the work dir,
+    # which only root can open, still keeps pools that share it apart.
+    monkeypatch.setattr(firewall, "LOCK_TIMEOUT_SECONDS", 0.2)
+    squatter = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    squatter.bind(firewall.LOCK_NAME)
+    try:
+        async with Pool(runtime_config(pool_size=0)) as pool:
+            applied = pool.firewall.applied
+            owner = pool.firewall.owner
+            records = firewall.owner_records(firewall.table_json())
+    finally:
+        squatter.close()
+
+    assert applied
+    assert (owner, "uids", "64200-64999") in records
+    assert "going ahead without it" in caplog.text
+    assert owner not in {record[0] for record in firewall.owner_records(firewall.table_json())}
