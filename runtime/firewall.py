@@ -100,7 +100,7 @@ class SandboxFirewall:
                 with _registry_lock:
                     _live[self.owner] = self.config.work_dir
                 try:
-                    _rewrite(nft, self.config, extra=records)
+                    _rewrite(nft, extra=records)
                 except BaseException:
                     with _registry_lock:
                         _live.pop(self.owner, None)
@@ -270,7 +270,7 @@ def owner_records(table):
     return list(dict.fromkeys(records))
 
 
-def _rewrite(nft, config=None, extra=()):
+def _rewrite(nft, extra=()):
     """Rewrites the table with the records of the owners alive (and `extra`), or deletes
     it when none is left. Called with the machine lock held."""
     records = [record for record in owner_records(table_json(nft)) if _alive(record[0])]
