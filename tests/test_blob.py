@@ -108,7 +108,7 @@ async def test_a_val_keeps_strings_bytes_and_json_and_lists_and_deletes_them(blo
 
 
 @pytest.mark.django_db(transaction=True)
-async def test_bob_running_alices_val_uses_bobs_store_and_cannot_name_alices(blob_root):
+async def test_bobs_val_uses_bobs_store_and_cannot_name_alices(blob_root):
     alice, bob = await sync_to_async(make_user)("alice"), await sync_to_async(make_user)("bob")
     body = f"""
   const [action] = args;
@@ -121,9 +121,12 @@ async def test_bob_running_alices_val_uses_bobs_store_and_cannot_name_alices(blo
     keys: (await list()).map((b) => b.key),
   }};
 """
-    val = await sync_to_async(make_val)(alice, name="diary", code=val_code(body))
-    await run_as(alice, val, "write")
-    seen_by_bob = await run_as(bob, val, "read")
+    # The same code, saved by each of them: someone else's val runs without any store
+    # (tests/security/test_foreign_code_authority.py).
+    alices = await sync_to_async(make_val)(alice, name="diary", code=val_code(body))
+    bobs = await sync_to_async(make_val)(bob, name="diary", code=val_code(body))
+    await run_as(alice, alices, "write")
+    seen_by_bob = await run_as(bob, bobs, "read")
     assert seen_by_bob["diary"] is None
     assert seen_by_bob["sneaky"] == ["bob was here"] * 5
     assert len(seen_by_bob["keys"]) == 5
@@ -185,7 +188,7 @@ def test_a_val_run_through_the_server_imports_std_blob_and_writes_to_blob_root(t
     try:
         body = 'await setJSON("visits", ((await getJSON("visits")) ?? 0) + 1); return await getJSON("visits");'
         val = make_val(alice, name="counter", code=val_code(body, module_url=f"{server.url}/std/blob.ts"))
-        _, raw = ApiToken.issue(bob, "t", "write")
+        _, raw = ApiToken.issue(alice, "t", "write")
         for expected in (1, 2):
             response = httpx.post(f"{server.url}/v1/vals/{val.pk}/run", json={"args": []}, headers={"Authorization": f"Bearer {raw}"}, timeout=60)
             body = response.json()
@@ -193,9 +196,9 @@ def test_a_val_run_through_the_server_imports_std_blob_and_writes_to_blob_root(t
             assert body["result"]["value"] == expected
     finally:
         server.stop()
-    assert [path.parent for path in files_under(root)] == [root / str(bob.pk)]
-    assert Blob.objects.get(owner=bob, key="visits").size == 1
-    assert not Blob.objects.filter(owner=alice).exists()
+    assert [path.parent for path in files_under(root)] == [root / str(alice.pk)]
+    assert Blob.objects.get(owner=alice, key="visits").size == 1
+    assert not Blob.objects.filter(owner=bob).exists()
 
 
 # --- The store itself ------------------------------------------------------------------

@@ -46,11 +46,15 @@ def test_the_editor_bundle_is_committed_so_no_node_is_needed():
     assert bundles[0].name in template
 
 
-def test_daphne_serves_the_asgi_application():
+def test_daphne_serves_the_asgi_application_and_the_module_origin():
+    from daphne.management.commands.runserver import Command as DaphneRunserver
     from django.conf import settings
+    from django.core.management import get_commands, load_command_class
 
-    assert settings.INSTALLED_APPS[0] == "daphne"
+    assert "daphne" in settings.INSTALLED_APPS
     assert settings.ASGI_APPLICATION == "valtown.asgi.application"
+    runserver = load_command_class(get_commands()["runserver"], "runserver")
+    assert isinstance(runserver, DaphneRunserver) and type(runserver).__module__ == "valtown.management.commands.runserver"
 
 
 def test_demo_data_loads_once(db):

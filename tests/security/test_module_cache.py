@@ -349,7 +349,7 @@ def test_a_private_val_imported_under_another_spelling_reaches_neither_its_owner
 
 
 def module_host(server):
-    return f"127.0.0.1:{server.port}"
+    return f"127.0.0.1:{server.module_port}"
 
 
 def files_holding(directory, *markers):
