@@ -148,34 +148,29 @@ def local_ipv4_networks(fib_trie="/proc/net/fib_trie"):
     return found
 
 
-def local_ipv6_addresses(if_inet6="/proc/net/if_inet6"):
-    """This machine's IPv6 addresses, from /proc/net/if_inet6 (32 hex digits a line)."""
-    found = set()
+def _ipv6_interfaces(if_inet6):
+    """(address, prefix length) of each line of /proc/net/if_inet6: 32 hex digits of
+    address, then the interface index, then the prefix length in hex."""
     try:
         lines = Path(if_inet6).read_text().splitlines()
     except OSError:
-        return found
-    for line in lines:
-        digits = line.split()[0] if line.split() else ""
-        if len(digits) == 32:
-            found.add(str(ipaddress.IPv6Address(bytes.fromhex(digits))))
-    return found
-
-
-def local_ipv6_networks(if_inet6="/proc/net/if_inet6"):
-    """The IPv6 subnets this machine's interfaces are on (the prefix length is the
-    third field, in hex)."""
-    found = set()
-    try:
-        lines = Path(if_inet6).read_text().splitlines()
-    except OSError:
-        return found
+        return []
+    found = []
     for line in lines:
         fields = line.split()
         if len(fields) >= 3 and len(fields[0]) == 32:
-            address = ipaddress.IPv6Address(bytes.fromhex(fields[0]))
-            found.add(ipaddress.IPv6Network(f"{address}/{int(fields[2], 16)}", strict=False))
+            found.append((ipaddress.IPv6Address(bytes.fromhex(fields[0])), int(fields[2], 16)))
     return found
+
+
+def local_ipv6_addresses(if_inet6="/proc/net/if_inet6"):
+    """This machine's IPv6 addresses."""
+    return {str(address) for address, _ in _ipv6_interfaces(if_inet6)}
+
+
+def local_ipv6_networks(if_inet6="/proc/net/if_inet6"):
+    """The IPv6 subnets this machine's interfaces are on."""
+    return {ipaddress.IPv6Network(f"{address}/{prefix}", strict=False) for address, prefix in _ipv6_interfaces(if_inet6)}
 
 
 def denied_hosts(config):

@@ -1,5 +1,7 @@
 """Small hand-written factories for test data."""
 
+from django.test import AsyncClient
+
 from accounts.models import User
 from vals.models import Val
 
@@ -24,3 +26,15 @@ export default async function () {{
   return "done";
 }}
 """
+
+
+class VisitorFrom(AsyncClient):
+    """An anonymous visitor at an address of their own (Django's test client says
+    127.0.0.1 for everyone)."""
+
+    def __init__(self, address):
+        super().__init__()
+        self.address = address
+
+    def _base_scope(self, **request):
+        return {**super()._base_scope(**request), "client": [self.address, 5000]}

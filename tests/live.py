@@ -82,6 +82,26 @@ class LiveServer:
         self.log.seek(0)
         return self.log.read()
 
+    def run(self, user, val, args=()):
+        """Runs val as user through the API (a read-write token of theirs) and returns the
+        evaluation's JSON."""
+        import httpx
+
+        from accounts.models import ApiToken
+
+        _, raw = ApiToken.issue(user, "t", "write")
+        response = httpx.post(
+            f"{self.url}/v1/vals/{val.pk}/run", json={"args": list(args)}, headers={"Authorization": f"Bearer {raw}"}, timeout=60
+        )
+        assert response.status_code == 200, (response.text, self.output()[-3000:])
+        return response.json()
+
+    def value_of(self, user, val, args=()):
+        """The value a successful run of val as user returned."""
+        body = self.run(user, val, args)
+        assert body["status"] == "success", (body, self.output()[-3000:])
+        return body["result"]["value"]
+
     def stop(self):
         self.process.terminate()
         try:
@@ -99,6 +119,21 @@ class LiveServer:
         self.process.kill()
         self.process.wait(timeout=10)
         self.log.close()
+
+
+def server_that_mails_to(mail_dir, extra_env=None):
+    """A LiveServer whose outgoing mail is written as files into mail_dir (its .mail_dir)."""
+    live = LiveServer(
+        {
+            "TEST_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
+            "EMAIL_FILE_PATH": str(mail_dir),
+            # No scheduler ticking in the server while the test database is flushed.
+            "EMBEDDED_SCHEDULER": "false",
+            **(extra_env or {}),
+        }
+    )
+    live.mail_dir = mail_dir
+    return live
 
 
 class SchedulerProcess:

@@ -17,11 +17,11 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import AsyncClient, override_settings
+from django.test import override_settings
 
 import runtime
 from runtime.config import load_config
-from tests.factory import make_user, make_val
+from tests.factory import VisitorFrom, make_user, make_val
 from tests.runtime.helpers import WORK_DIR
 from vals.evaluations import runner
 from vals.evaluations.batch import writer
@@ -75,13 +75,17 @@ async def request(label):
     return start["status"], dict(start["headers"])
 
 
-async def timed(coroutine_function, count):
+async def timings(coroutine_function, count):
     times = []
     for _ in range(count):
         started = time.monotonic()
         await coroutine_function()
         times.append(time.monotonic() - started)
-    return statistics.median(times)
+    return times
+
+
+async def timed(coroutine_function, count):
+    return statistics.median(await timings(coroutine_function, count))
 
 
 @override_settings(EVALUATION_TIMEOUT_SECONDS=5)
@@ -144,16 +148,6 @@ async def test_bobs_p50_stays_within_5x_while_alice_makes_all_the_noise_she_can(
     assert refused, "alice's evaluations beyond her share should have been refused as busy"
 
 
-class VisitorFrom(AsyncClient):
-    """An anonymous visitor at an address of their own."""
-
-    def __init__(self, address):
-        super().__init__()
-        self.address = address
-
-    def _base_scope(self, **request):
-        return {**super()._base_scope(**request), "client": [self.address, 5000]}
-
 
 # A noisy neighbour who held every process made the first of bob's runs wait for one to
 # time out (5 s here) while the rest went through: the median hid it. So these tests
@@ -162,12 +156,7 @@ WORST_FACTOR = 20
 
 
 async def slowest(coroutine_function, count):
-    times = []
-    for _ in range(count):
-        started = time.monotonic()
-        await coroutine_function()
-        times.append(time.monotonic() - started)
-    return max(times)
+    return max(await timings(coroutine_function, count))
 
 
 async def bobs_trivial_run(bob):

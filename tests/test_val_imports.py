@@ -10,10 +10,9 @@ import subprocess
 import httpx
 import pytest
 
-from accounts.models import ApiToken
 from accounts.secrets.models import Secret
 from tests.factory import make_user, make_val
-from tests.live import LiveServer, quiet_server_before_flush  # noqa: F401 (an autouse fixture)
+from tests.live import quiet_server_before_flush, server_that_mails_to  # noqa: F401 (an autouse fixture)
 from vals.evaluations.models import Evaluation
 from vals.models import Val
 
@@ -22,36 +21,14 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, tmp_path_factory):
-    mail_dir = tmp_path_factory.mktemp("mail")
-    live = LiveServer(
-        {
-            "TEST_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-            "EMAIL_FILE_PATH": str(mail_dir),
-            "RUNTIME_POOL_SIZE": "5",
-            # No scheduler ticking in the server while the test database is flushed.
-            "EMBEDDED_SCHEDULER": "false",
-        }
-    )
-    live.mail_dir = mail_dir
+    live = server_that_mails_to(tmp_path_factory.mktemp("mail"), {"RUNTIME_POOL_SIZE": "5"})
     yield live
     live.stop()
 
 
 
-def run(server, user, val, args=()):
-    """Runs val as user through the API and returns the evaluation's JSON."""
-    _, raw = ApiToken.issue(user, "t", "write")
-    response = httpx.post(
-        f"{server.url}/v1/vals/{val.pk}/run", json={"args": list(args)}, headers={"Authorization": f"Bearer {raw}"}, timeout=60
-    )
-    assert response.status_code == 200, (response.text, server.output()[-3000:])
-    return response.json()
 
 
-def value_of(server, user, val, args=()):
-    body = run(server, user, val, args)
-    assert body["status"] == "success", (body, server.output()[-3000:])
-    return body["result"]["value"]
 
 
 def test_own_vals_import_by_root_relative_path_and_by_the_sites_url_private_ones_too(server):
@@ -65,7 +42,7 @@ import {{ twice as again }} from "{server.url}/v/alice/helper.ts";
 export default () => [twice(2), again(3)];
 """,
     )
-    assert value_of(server, alice, app) == [4, 6]
+    assert server.value_of(alice, app) == [4, 6]
 
 
 def test_an_unpinned_import_sees_the_latest_save_and_a_pinned_one_never_changes(server):
@@ -79,21 +56,21 @@ import pinned from "/v/bob/lib.ts?v=0";
 export default async () => [await latest(), await pinned()];
 """,
     )
-    assert value_of(server, alice, app) == ["first", "first"]
+    assert server.value_of(alice, app) == ["first", "first"]
     lib.save_version("export default () => 'second';\n")
-    assert value_of(server, alice, app) == ["second", "first"]
+    assert server.value_of(alice, app) == ["second", "first"]
 
 
 def test_a_private_val_is_an_import_error_for_everyone_but_its_owner(server):
     alice, bob = make_user("alice"), make_user("bob")
     make_val(alice, name="diary", code="export default 'dear diary';\n", privacy=Val.Privacy.PRIVATE)
     owner_run = make_val(alice, name="reader", code='import diary from "/v/alice/diary.ts";\nexport default () => diary;\n')
-    assert value_of(server, alice, owner_run) == "dear diary"
+    assert server.value_of(alice, owner_run) == "dear diary"
 
     # bob imports the same URL right after alice's run put it in Deno's shared cache.
     snooper = make_val(bob, name="snooper", code='import diary from "/v/alice/diary.ts";\nexport default () => diary;\n')
     missing = make_val(bob, name="missing", code='import diary from "/v/alice/no_such_val.ts";\nexport default () => diary;\n')
-    refused, absent = run(server, bob, snooper), run(server, bob, missing)
+    refused, absent = server.run(bob, snooper), server.run(bob, missing)
     assert refused["status"] == absent["status"] == "error"
     assert "dear diary" not in json.dumps(refused)
     assert "Module not found" in refused["error"]["message"] and "Module not found" in absent["error"]["message"]
@@ -128,7 +105,7 @@ export async function probe() {
     )
     app = make_val(alice, name="app", code='import { probe } from "/v/bob/lib.ts";\nexport default () => probe();\n')
 
-    body = run(server, alice, app)
+    body = server.run(alice, app)
     assert body["status"] == "success", (body, server.output()[-3000:])
     cells = body["result"]["value"]
     assert cells["denoEnv"] == ["undefined", "undefined", 0]
@@ -148,7 +125,7 @@ def test_alices_own_imported_val_runs_with_her_permissions(server):
     Secret.put(alice, "ALICE_SECRET", "alice-s3cret-value")
     make_val(alice, name="config", code='export const secretLength = () => Deno.env.get("ALICE_SECRET")?.length;\n')
     app = make_val(alice, name="app", code='import { secretLength } from "/v/alice/config.ts";\nexport default () => secretLength();\n')
-    assert value_of(server, alice, app) == len("alice-s3cret-value")
+    assert server.value_of(alice, app) == len("alice-s3cret-value")
 
 
 def test_a_library_cannot_monkey_patch_its_way_to_the_importers_secrets(server):
@@ -183,7 +160,7 @@ export default async () => {
 };
 """,
     )
-    result = value_of(server, alice, app)
+    result = server.value_of(alice, app)
     assert result["secretLength"] == len("alice-s3cret-value")
     assert result["fetchIsNative"] and result["protoClean"] and result["stackIntact"]
     assert "alice-s3cret-value" not in json.dumps(result["stolen"])
@@ -206,7 +183,7 @@ def test_api_runs_the_val_as_its_author_in_the_authors_trace(server):
     Secret.put(alice, "ALICE_SECRET", "alice-s3cret-value")
     app = make_val(alice, name="app", code='import { api } from "/std/api.ts";\nexport default () => api("@bob/weather", "Oslo");\n')
 
-    body = run(server, alice, app)
+    body = server.run(alice, app)
     assert body["status"] == "success", body
     assert body["result"]["value"] == {"city": "Oslo", "keyLength": len("bobs-weather-key"), "aliceSecret": None}
     assert "bob's val looked up Oslo" not in json.dumps(body["logs"])
@@ -233,7 +210,7 @@ export default async () => {
 };
 """,
     )
-    hidden, nothing, loop = value_of(server, alice, app)
+    hidden, nothing, loop = server.value_of(alice, app)
     assert hidden == "api(): there is no val called 'bob.hidden' that you can call."
     assert nothing == "api(): there is no val called 'bob.nothing' that you can call."
     assert "nest too deeply" in loop
@@ -298,9 +275,9 @@ import { check } from "/v/bob/numbers.ts";
 export default async () => [isNumber(5), isNumber("x"), await check(7)];
 """,
     )
-    assert value_of(server, alice, app) == [True, False, True]
+    assert server.value_of(alice, app) == [True, False, True]
     assert os.path.isdir(os.path.join(PoolConfig().deno_dir_path, "npm", "registry.npmjs.org", "is-number", "7.0.0"))
-    assert value_of(server, alice, app) == [True, False, True]
+    assert server.value_of(alice, app) == [True, False, True]
 
 
 def test_the_module_host_and_the_library_host_must_differ(settings):

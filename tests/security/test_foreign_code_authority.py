@@ -19,10 +19,9 @@ import httpx
 import pytest
 from django.core.cache import cache
 
-from accounts.models import ApiToken
 from accounts.secrets.models import Secret
 from tests.factory import make_user, make_val
-from tests.live import LiveServer, quiet_server_before_flush  # noqa: F401 (an autouse fixture)
+from tests.live import quiet_server_before_flush, server_that_mails_to  # noqa: F401 (an autouse fixture)
 from vals.blob import Blob
 from vals.evaluations.models import Evaluation
 from vals.models import Val
@@ -32,17 +31,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(scope="module")
 def server(django_db_setup, django_db_blocker, tmp_path_factory):
-    mail_dir = tmp_path_factory.mktemp("mail")
-    live = LiveServer(
-        {
-            "TEST_EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-            "EMAIL_FILE_PATH": str(mail_dir),
-            "EMAIL_SENDS_PER_HOUR": "2",
-            "RUNTIME_POOL_SIZE": "5",
-            "EMBEDDED_SCHEDULER": "false",
-        }
-    )
-    live.mail_dir = mail_dir
+    live = server_that_mails_to(tmp_path_factory.mktemp("mail"), {"EMAIL_SENDS_PER_HOUR": "2", "RUNTIME_POOL_SIZE": "5"})
     yield live
     live.stop()
 
@@ -53,20 +42,8 @@ def fresh_rate_limits():
     cache.clear()
 
 
-def run(server, user, val, args=()):
-    """Runs val as user through the API and returns the evaluation's JSON."""
-    _, raw = ApiToken.issue(user, "t", "write")
-    response = httpx.post(
-        f"{server.url}/v1/vals/{val.pk}/run", json={"args": list(args)}, headers={"Authorization": f"Bearer {raw}"}, timeout=60
-    )
-    assert response.status_code == 200, (response.text, server.output()[-3000:])
-    return response.json()
 
 
-def value_of(server, user, val, args=()):
-    body = run(server, user, val, args)
-    assert body["status"] == "success", (body, server.output()[-3000:])
-    return body["result"]["value"]
 
 
 def alice_with_a_vault():
@@ -104,7 +81,7 @@ def test_a_library_cannot_run_its_importers_private_val_nor_learn_her_address(se
     make_val(bob, name="helper", code=THIEF)
     app = make_val(alice, name="app", code='import { helpful } from "/v/bob/helper.ts";\nexport default () => helpful();\n')
 
-    found = value_of(server, alice, app)
+    found = server.value_of(alice, app)
 
     assert found["vault"] == "error: api(): there is no val called 'alice.vault' that you can call."
     assert found["kept"] == "kept"  # bob's public val still runs, as bob, with nothing of alice's
@@ -135,7 +112,7 @@ export default async () => {
 """,
     )
 
-    assert value_of(server, alice, app) == [
+    assert server.value_of(alice, app) == [
         "library sent",
         "library sent",
         "email() is limited to 2 messages an hour.",
@@ -180,7 +157,7 @@ def test_a_librarys_host_calls_besides_email_and_api_are_refused(server):
     )
     app = make_val(alice, name="app", code='import { probe } from "/v/bob/prober.ts";\nexport default () => probe();\n')
 
-    assert value_of(server, alice, app) == [
+    assert server.value_of(alice, app) == [
         "blob is not available to another user's val imported by yours (Restricted Library Mode): call it as an API with api() to use its owner's blob",
         "blob is not available to another user's val imported by yours (Restricted Library Mode): call it as an API with api() to use its owner's blob",
         "There is no host capability called 'no.such'.",
@@ -203,7 +180,7 @@ def test_running_someone_elses_val_runs_it_without_your_secrets(server):
     alice, bob = alice_with_a_vault(), make_user("bob")
     cool_tool = make_val(bob, name="coolTool", code=COOL_TOOL)
 
-    body = run(server, alice, cool_tool, ["hello"])
+    body = server.run(alice, cool_tool, ["hello"])
 
     assert body["status"] == "success", body
     result = body["result"]["value"]
@@ -223,7 +200,7 @@ def test_a_fork_of_someone_elses_val_runs_with_your_own_secrets(server):
     cool_tool = make_val(bob, name="coolTool", code=COOL_TOOL)
     remix = cool_tool.fork_for(alice)
 
-    result = value_of(server, alice, remix, ["hello"])
+    result = server.value_of(alice, remix, ["hello"])
 
     assert result["key"] == "sk_live_alice_1234567" or result["key"] == "****"
     assert result["shipped"] == "shipped"
@@ -234,7 +211,7 @@ def test_someone_elses_script_val_runs_its_top_level(server):
     alice, bob = make_user("alice"), make_user("bob")
     script = make_val(bob, name="script", code='console.log("top level ran", typeof Deno.env.get("HOME"));\n')
 
-    body = run(server, alice, script)
+    body = server.run(alice, script)
 
     assert body["status"] == "success", body
     assert body["result"] == {"type": "undefined", "value": None}

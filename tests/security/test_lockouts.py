@@ -12,9 +12,9 @@ import time
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import AsyncClient, override_settings
+from django.test import override_settings
 
-from tests.factory import make_user, make_val
+from tests.factory import VisitorFrom, make_user, make_val
 from vals.blob import BlobStore
 from vals.evaluations import runner
 from vals.evaluations.models import Evaluation
@@ -23,16 +23,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SLOW = "export default async () => { await new Promise((resolve) => setTimeout(resolve, 1500)); return 'slow done'; };"
 
-
-class VisitorFrom(AsyncClient):
-    """An anonymous visitor at an address of their own."""
-
-    def __init__(self, address):
-        super().__init__()
-        self.address = address
-
-    def _base_scope(self, **request):
-        return {**super()._base_scope(**request), "client": [self.address, 5000]}
 
 
 async def until(condition, timeout=30):

@@ -27,13 +27,11 @@ import threading
 import uuid
 from urllib.parse import unquote
 
-import httpx
 import pytest
 from asgiref.sync import async_to_sync
 from django.test import AsyncClient
 
 import runtime
-from accounts.models import ApiToken
 from runtime import Engine, sandbox
 from tests.factory import make_user, make_val
 from tests.live import ROOT, LiveServer
@@ -298,11 +296,6 @@ def server(django_db_setup, django_db_blocker):
     shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def run(server, user, val):
-    _, raw = ApiToken.issue(user, "t", "write")
-    response = httpx.post(f"{server.url}/v1/vals/{val.pk}/run", json={"args": []}, headers={"Authorization": f"Bearer {raw}"}, timeout=60)
-    assert response.status_code == 200, (response.text, server.output()[-3000:])
-    return response.json()
 
 
 def raw_get(server, target):
@@ -337,12 +330,12 @@ def test_a_private_val_imported_under_another_spelling_reaches_neither_its_owner
     spellings = ["/%76/alice/x.ts", "/v/%61lice/x.ts", "/v/alice/x%2Ets", "/v/alice/x.ts?v=0&x=1"]
 
     own = make_val(alice, name="own", code=importer.format(url="/v/alice/x.ts"))
-    outcome = run(server, alice, own)
+    outcome = server.run(alice, own)
     assert outcome["result"]["value"] == marker, outcome
     for number, spelling in enumerate(spellings):
         url = f"http://{module_host(server)}{spelling}"
-        alices = run(server, alice, make_val(alice, name=f"alices_{number}", code=importer.format(url=url)))
-        bobs = run(server, bob, make_val(bob, name=f"bobs_{number}", code=importer.format(url=url)))
+        alices = server.run(alice, make_val(alice, name=f"alices_{number}", code=importer.format(url=url)))
+        bobs = server.run(bob, make_val(bob, name=f"bobs_{number}", code=importer.format(url=url)))
         for outcome in (alices, bobs):
             assert "Module not found" in outcome["result"]["value"], (spelling, outcome)
             assert marker not in json.dumps(outcome)
@@ -387,13 +380,13 @@ def test_after_her_evaluation_and_after_deleting_the_val_alices_private_source_i
         alice, name="reader", privacy=Val.Privacy.PRIVATE,
         code=f"import x from '/v/alice/x.ts';\nconst mine: string = '{inline}';\nexport default () => [x, mine];\n",
     )
-    assert run(server, alice, reader)["result"]["value"] == [imported, inline]
+    assert server.run(alice, reader)["result"]["value"] == [imported, inline]
 
     # The only evaluation process had to be cleaned up after before this one could start.
-    assert run(server, bob, make_val(bob, name="noop", code="export default () => 1;\n"))["status"] == "success"
+    assert server.run(bob, make_val(bob, name="noop", code="export default () => 1;\n"))["status"] == "success"
     assert files_holding(server.work_dir, imported, inline) == []
 
     x.delete()
     reader.delete()
-    assert run(server, bob, make_val(bob, name="noop_again", code="export default () => 1;\n"))["status"] == "success"
+    assert server.run(bob, make_val(bob, name="noop_again", code="export default () => 1;\n"))["status"] == "success"
     assert files_holding(server.work_dir, imported, inline) == []

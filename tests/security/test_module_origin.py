@@ -50,15 +50,6 @@ def test_the_site_still_serves_modules_to_browsers_and_deno_run(server):
     assert httpx.get(f"{server.url}/v/bob/lib.ts", timeout=30).text == "export const x = 1;\n"
 
 
-def run(server, user, val):
-    from accounts.models import ApiToken
-
-    _, raw = ApiToken.issue(user, "t", "write")
-    response = httpx.post(
-        f"{server.url}/v1/vals/{val.pk}/run", json={"args": []}, headers={"Authorization": f"Bearer {raw}"}, timeout=60
-    )
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_neither_a_library_nor_a_val_can_start_runs_by_importing_the_api(server):
@@ -91,7 +82,7 @@ export default async () => {{
 """,
     )
 
-    body = run(server, alice, app)
+    body = server.run(alice, app)
 
     assert body["status"] == "success", body
     assert body["result"]["value"] == {"library": ["refused", "refused"], "mine": ["refused", "refused"]}
