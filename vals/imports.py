@@ -79,8 +79,11 @@ def point_imports_at_module_host(code, root=None):
 
 # --- Export names, for the stub -------------------------------------------------------
 
-# How many `export * from` modules one stub's names are gathered from.
+# How many `export * from` modules one stub's names are gathered from, and how much of
+# their source is read in all: a stub misses the names past these, and an import of one
+# of those fails with a clear error.
 MAX_STAR_EXPORTS_FOLLOWED = 20
+MAX_STAR_SOURCE_READ = 4_000_000
 IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
 
 
@@ -93,6 +96,7 @@ def export_names(code, resolve_star=None):
         return names
     seen = set()
     pending = list(source.star_exports(code))
+    budget = MAX_STAR_SOURCE_READ
     while pending and len(seen) < MAX_STAR_EXPORTS_FOLLOWED:
         specifier = pending.pop(0)
         if specifier in seen:
@@ -101,6 +105,9 @@ def export_names(code, resolve_star=None):
         other = resolve_star(specifier)
         if other is None:
             continue
+        budget -= len(other)
+        if budget < 0:
+            break
         for name in source.export_names(other):
             if name != "default" and name not in names and IDENTIFIER.fullmatch(name):
                 names.append(name)

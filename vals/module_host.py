@@ -17,16 +17,18 @@ ASGI scope's raw_path), since Django decodes `/%76/alice/x.ts` to `/v/alice/x.ts
 cache keyed by URL, Deno's included, then never holds one module under two names.
 """
 
+import asyncio
 import operator
 import re
 from functools import reduce
 
+from asgiref.sync import sync_to_async
 from django.db.models import Q
 from django.http import Http404, HttpResponse
 from django.views.decorators.http import require_GET
 
 import runtime
-from vals import imports
+from vals import imports, source
 from valtown.module_origin import is_module_origin
 from vals.models import Val, ValVersion
 from vals.views import _requested_version
@@ -92,23 +94,18 @@ def resolve_star_exports(specifier):
 
 
 @require_GET
-def val_module(request, username, name):
-    from_sandbox, principal_id = sandbox_principal(request)
-    if not from_sandbox and request.user.is_authenticated:
-        principal_id = request.user.pk
-    val = Val.objects.named(username, name).select_related("owner").first()
-    if val is None or (val.privacy == Val.Privacy.PRIVATE and val.owner_id != principal_id):
-        raise Http404("No such val.")
-    if not is_canonical(request, f"/v/{val.owner.username}/{val.name}.ts", pinnable=True):
-        raise Http404("No such val.")
-    version = _requested_version(request, val)
-    # The latest version's number and code are kept with the val itself.
-    number, code = (version.number, version.code) if version else (val.version, val.code)
-    pinned = "v" in request.GET
+async def val_module(request, username, name):
+    """A val as a module. Its source is read (for a stub's export names, or to aim its
+    imports) in a thread of its own, not on the event loop nor in Django's one thread for
+    sync views: a megabyte of someone's source takes a good part of a second to read,
+    and every other page would wait behind it. The database is asked as usual."""
+    val, number, code, from_sandbox, principal_id = await sync_to_async(_module_of)(request, username, name)
+    await asyncio.to_thread(source.analyse, code)
     if from_sandbox and val.owner_id != principal_id:
         # Pinned to what is latest now, so the Worker loads exactly the code described here.
         url = f"{imports.library_root()}/v/{val.owner.username}/{val.name}.ts?v={number}"
-        names = imports.export_names(code, resolve_star=resolve_star_exports)
+        star_codes = await _star_exports_of(code)
+        names = imports.export_names(code, resolve_star=star_codes.get)
         response = HttpResponse(imports.library_stub(url, names), content_type=TYPESCRIPT)
         response["Cache-Control"] = "no-store"
         return response
@@ -122,16 +119,56 @@ def val_module(request, username, name):
         response["Cache-Control"] = "private, no-store"
     else:
         # A pinned version never changes; the latest may change at any save.
-        response["Cache-Control"] = "public, max-age=31536000, immutable" if pinned else "no-cache"
+        response["Cache-Control"] = "public, max-age=31536000, immutable" if "v" in request.GET else "no-cache"
     return response
+
+
+def _module_of(request, username, name):
+    """(val, version number, code, from a sandbox?, principal id) of the module the
+    request names, or a 404 for one the asker may not see or a spelling not its own."""
+    from_sandbox, principal_id = sandbox_principal(request)
+    if not from_sandbox and request.user.is_authenticated:
+        principal_id = request.user.pk
+    val = Val.objects.named(username, name).select_related("owner").first()
+    if val is None or (val.privacy == Val.Privacy.PRIVATE and val.owner_id != principal_id):
+        raise Http404("No such val.")
+    if not is_canonical(request, f"/v/{val.owner.username}/{val.name}.ts", pinnable=True):
+        raise Http404("No such val.")
+    version = _requested_version(request, val)
+    # The latest version's number and code are kept with the val itself.
+    number, code = (version.number, version.code) if version else (val.version, val.code)
+    return val, number, code, from_sandbox, principal_id
+
+
+async def _star_exports_of(code):
+    """{specifier: code} of the public vals code's `export * from` chains name, as far as
+    imports.export_names follows them, each read in a thread as above."""
+    found = {}
+    pending = list(source.star_exports(code))
+    while pending and len(found) < imports.MAX_STAR_EXPORTS_FOLLOWED:
+        specifier = pending.pop(0)
+        if specifier in found:
+            continue
+        other = found[specifier] = await sync_to_async(resolve_star_exports)(specifier)
+        if other is not None:
+            await asyncio.to_thread(source.analyse, other)
+            pending += source.star_exports(other)
+    return found
+
+
+# How much of the principal's own vals' source needs_library_worker reads, at most.
+MAX_SOURCE_READ_FOR_LIBRARY_WORKER = 4_000_000
 
 
 def needs_library_worker(code, principal_id, limit=100):
     """Whether running `code` for principal_id imports another user's val, directly or
     through the principal's own vals (so Restricted Library Mode's Worker must start).
-    One query for each level of imports, and at most `limit` vals looked at in all."""
+    One query for each level of imports, at most `limit` vals looked at and
+    MAX_SOURCE_READ_FOR_LIBRARY_WORKER characters of their source read in all; past that
+    the answer is yes, which costs only a Worker that may go unused."""
     seen = set()
     level = imports.imported_vals(code)
+    budget = MAX_SOURCE_READ_FOR_LIBRARY_WORKER
     while level and len(seen) < limit:
         wanted = []
         for username, name, number in level:
@@ -150,11 +187,17 @@ def needs_library_worker(code, principal_id, limit=100):
                     return True
                 continue
             if number is None:
+                budget -= len(val.code)
+                if budget < 0:
+                    return True
                 next_level += imports.imported_vals(val.code)  # the latest version's
             else:
                 pinned.append(Q(val_id=val.pk, number=number))
         if pinned:
             for code_of_version in ValVersion.objects.filter(reduce(operator.or_, pinned)).values_list("code", flat=True):
+                budget -= len(code_of_version)
+                if budget < 0:
+                    return True
                 next_level += imports.imported_vals(code_of_version)
         level = next_level
     return False
