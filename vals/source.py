@@ -75,10 +75,15 @@ class Token(tuple):
 class _Lexer:
     """The significant tokens of code in one linear pass, noticing module specifiers
     on the way (they are purely lexical: `from "x"`, `import "x"`, `import("x")`), so
-    that no reader can skip one."""
+    that no reader can skip one.
 
-    def __init__(self, code):
+    Only the tokens a reader asks for are made and handed out: with `detailed` off, the
+    lexer hands out just the top-level `export` keywords, and the analysis turns it on
+    for the statement after one. Most of a module is read without a Token made for it."""
+
+    def __init__(self, code, detailed=True):
         self.code = code or ""
+        self.detailed = detailed
         self.specifiers = []
         self.imports_at_top_level = False  # a static import, not import() or import.meta
 
@@ -86,8 +91,13 @@ class _Lexer:
         code = self.code
         stack = []  # "{" for a block or object, "${" for a template literal's hole
         specifiers = self.specifiers
-        # The three tokens before, for the specifier patterns.
-        first = second = third = None
+        # The three tokens before, for the specifier patterns, as plain locals.
+        kind1 = text1 = None  # the token before
+        depth1, after_dot1, start1, end1 = 0, False, 0, 0
+        kind2 = text2 = None  # two before
+        after_dot2 = False
+        kind3 = text3 = None  # three before
+        after_dot3 = False
         regex_may_start = True
         finder = _TOKEN.finditer(code)
         while (match := next(finder, None)) is not None:
@@ -99,6 +109,7 @@ class _Lexer:
             start = match.start(kind)
             text = match.group(kind)
             end = match.end()
+            depth = None
             if kind == "punct":
                 if text == "/" and regex_may_start:
                     end = _REGEX_LITERAL.match(code, start).end()
@@ -108,15 +119,11 @@ class _Lexer:
                     stack.pop()
                     kind = TEMPLATE
                 elif text == "{":
+                    depth = len(stack)
                     stack.append("{")
-                    token = Token((PUNCT, text, start, end, len(stack) - 1, False))
-                    first, second, third = second, third, token
-                    regex_may_start = True
-                    yield token
-                    continue
                 elif text == "}" and stack:
                     stack.pop()
-            if kind == "template":
+            elif kind == "template":
                 kind = TEMPLATE
             if kind == TEMPLATE:
                 end = _TEMPLATE_PART.match(code, end).end()
@@ -124,28 +131,31 @@ class _Lexer:
                 if text.endswith("${"):  # an escaped "\${" is part of an escape above
                     stack.append("${")
                 finder = _TOKEN.finditer(code, end)
-            after_dot = third is not None and third[0] == PUNCT and third[1] in (".", "?.")
-            token = Token((kind, text, start, end, len(stack), after_dot))
+            if depth is None:
+                depth = len(stack)
+            after_dot = kind1 == PUNCT and (text1 == "." or text1 == "?.")
             # Module specifiers.
-            if third is not None and third[0] == NAME and not third[5]:
-                if kind == STRING and third[1] in ("from", "import"):
-                    _add(specifiers, token)
-                if third[1] == "import" and third[4] == 0 and not (kind == PUNCT and text in ("(", ".", "=", "?.")):
+            if kind1 == NAME and not after_dot1:
+                if kind == STRING and (text1 == "from" or text1 == "import"):
+                    _add(specifiers, text, start, end)
+                if text1 == "import" and depth1 == 0 and not (kind == PUNCT and text in ("(", ".", "=", "?.")):
                     self.imports_at_top_level = True
-            if (
-                kind == PUNCT and text in (")", ",") and third is not None and third[0] == STRING
-                and second is not None and second[1] == "(" and second[0] == PUNCT
-                and first is not None and first[0] == NAME and first[1] == "import" and not first[5]
+            elif (
+                kind == PUNCT and (text == ")" or text == ",") and kind1 == STRING
+                and kind2 == PUNCT and text2 == "(" and kind3 == NAME and text3 == "import" and not after_dot3
             ):
-                _add(specifiers, third)
-            first, second, third = second, third, token
+                _add(specifiers, text1, start1, end1)
+            kind3, text3, after_dot3 = kind2, text2, after_dot2
+            kind2, text2, after_dot2 = kind1, text1, after_dot1
+            kind1, text1, depth1, after_dot1, start1, end1 = kind, text, depth, after_dot, start, end
             if kind == PUNCT:
-                regex_may_start = text not in (")", "]")
+                regex_may_start = text != ")" and text != "]"
             elif kind == NAME:
                 regex_may_start = text in _KEYWORDS_BEFORE_AN_EXPRESSION and not after_dot
             else:
                 regex_may_start = kind == TEMPLATE and text.endswith("${")
-            yield token
+            if self.detailed or (depth == 0 and kind == NAME and text == "export" and not after_dot):
+                yield Token((kind, text, start, end, depth, after_dot))
 
 
 def tokens(code):
@@ -279,30 +289,34 @@ def _weight(analysis):
 
 
 class _Reader:
-    """The tokens with one token of lookahead, for the statement readers below."""
+    """The tokens with one token of lookahead, taken only when asked for (so that the
+    analysis can turn the lexer's detail on before the token after `export` is read)."""
+
+    _NOTHING = object()
 
     def __init__(self, lexer):
         self._tokens = iter(lexer)
-        self._next = next(self._tokens, None)
+        self._next = self._NOTHING
 
     def peek(self):
+        if self._next is self._NOTHING:
+            self._next = next(self._tokens, None)
         return self._next
 
     def take(self):
-        token = self._next
-        if token is not None:
-            self._next = next(self._tokens, None)
+        token = self.peek()
+        self._next = self._NOTHING
         return token
 
 
-def _add(specifiers, token):
-    text = string_value(token)
+def _add(specifiers, literal, start, end):
+    text = literal[1:-1] if len(literal) >= 2 and literal[-1] == literal[0] else None
     if text is not None:
-        specifiers.append(Specifier(text, token.start, token.end))
+        specifiers.append(Specifier(text, start, end))
 
 
 def _analyse(code):
-    lexer = _Lexer(code)
+    lexer = _Lexer(code, detailed=False)
     reader = _Reader(lexer)
     exports = []
     stars = []
@@ -316,11 +330,13 @@ def _analyse(code):
     while (token := reader.take()) is not None:
         if not (_is_keyword(token, "export") and token.depth == 0):
             continue
+        lexer.detailed = True  # the statement's tokens, from the next one on
         following = reader.peek()
-        if following is not None and following.kind == PUNCT and following.text in (":", "=", "(", "."):
-            continue  # `export = x` (CommonJS in TypeScript), or a name used as a value
-        exports_something = True
-        _read_export(reader, export, stars, found)
+        if not (following is not None and following.kind == PUNCT and following.text in (":", "=", "(", ".")):
+            # (else `export = x`, CommonJS in TypeScript, or a name used as a value)
+            exports_something = True
+            _read_export(reader, export, stars, found)
+        lexer.detailed = False
     module = exports_something or lexer.imports_at_top_level
     return Analysis(tuple(lexer.specifiers), tuple(exports), tuple(stars), module, found["default_is_a_function"])
 
