@@ -188,3 +188,19 @@ def test_a_record_the_database_refuses_costs_only_itself_not_its_batch(alice):
     refused = {**record, "principal_id": None}  # NOT NULL
     write([{**record, "http_path": "/a"}, refused, {**record, "http_path": "/b"}])
     assert sorted(Evaluation.objects.values_list("http_path", flat=True)) == ["/a", "/b"]
+
+
+async def test_a_secret_deleted_or_changed_is_gone_from_the_very_next_request(alice):
+    """A warm process kept the secrets it was started with: a visitor who came back every
+    few seconds kept a deleted secret alive in it, shown unredacted in the owner's logs."""
+    from accounts.secrets.models import Secret
+
+    await sync_to_async(Secret.put)(alice, "K", "old-secret-value-1111")
+    await sync_to_async(make_val)(alice, name="env", type="http", code='export default () => new Response(String(Deno.env.get("K")));')
+    assert await request("alice-env.web.localhost:8000") == (200, b"old-secret-value-1111")
+
+    await sync_to_async(Secret.put)(alice, "K", "new-secret-value-2222")
+    assert await request("alice-env.web.localhost:8000") == (200, b"new-secret-value-2222")
+
+    await Secret.objects.filter(owner=alice, name="K").adelete()
+    assert await request("alice-env.web.localhost:8000") == (200, b"undefined")

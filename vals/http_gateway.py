@@ -6,6 +6,8 @@ so its HTML and JavaScript can't read the app's session cookie or CSRF token.
 """
 
 import asyncio
+import hashlib
+import json
 import time
 from datetime import UTC, datetime
 
@@ -51,6 +53,10 @@ def val_label(host):
     return name[: -len(suffix)] if name.endswith(suffix) else None
 
 
+def secrets_digest(env):
+    return hashlib.sha256(json.dumps(sorted(env.items())).encode()).hexdigest()
+
+
 class ServedVal:
     """An HTTP val as the gateway serves it: what one lookup finds, shared by the requests
     that arrive while it is fresh."""
@@ -60,7 +66,10 @@ class ServedVal:
         self.owner = val.owner
         self.redactor = Redactor(env.values())
         self.endpoint = runtime.http_endpoint(
-            ("val", val.pk, val.version, val.owner_id),  # which warm process serves it
+            # Which warm process serves it: one started with these very secrets, so that a
+            # secret deleted or rotated is gone from the next lookup on (a process with the
+            # old ones gets no more requests, and is retired when idle).
+            ("val", val.pk, val.version, val.owner_id, secrets_digest(env)),
             code=point_imports_at_module_host(val.code),
             env=env,
             import_grant=principal_for_evaluation(self.owner),
