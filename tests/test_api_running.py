@@ -128,6 +128,10 @@ def test_run_errors_and_private_vals(server):
     assert bad.status_code == 400 and error_of(bad)["type"] == "bad_request"
     failed = httpx.get(f"{server.url}/v1/run/bob.broken", timeout=30)
     assert failed.status_code == 502 and "broken on purpose" in error_of(failed)["message"]
+    # The stack names the author's modules, private ones too: for the author alone.
+    assert error_of(failed).get("stack") is None
+    assert error_of(httpx.get(f"{server.url}/v1/run/bob.broken", headers=token_for(alice), timeout=30)).get("stack") is None
+    assert "broken on purpose" in error_of(httpx.get(f"{server.url}/v1/run/bob.broken", headers=token_for(bob), timeout=30))["stack"]
 
 
 def test_express_redirects_to_the_vals_own_origin(server):

@@ -168,8 +168,11 @@ async def run_as_author(request, spelled, args):
     else:
         # The val, not the caller, failed: as a gateway whose upstream failed.
         status, kind = 502, "val_error"
+    # The stack names the author's modules, private ones included, line by line: only the
+    # author sees it (in their tracing log, and here).
+    stack = error.get("stack") if caller(request) is not None and caller(request).pk == val.owner_id else None
     return JsonResponse(
-        {"error": {"type": kind, "message": error.get("message") or evaluation.kill_reason or evaluation.status, "stack": error.get("stack")}},
+        {"error": {"type": kind, "message": error.get("message") or evaluation.kill_reason or evaluation.status, "stack": stack}},
         status=status,
     )
 
