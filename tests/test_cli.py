@@ -116,3 +116,14 @@ def test_without_a_login_it_says_what_to_do(tmp_path):
     env = {**os.environ, "VALTOWN_CONFIG": str(tmp_path / "none.json"), "VALTOWN_URL": "", "VALTOWN_TOKEN": ""}
     done = valtown("evals", env=env, cwd=tmp_path)
     assert done.returncode == 1 and "valtown login" in done.stderr
+
+
+def test_a_vals_output_reaches_the_terminal_without_its_control_characters(capsys):
+    """Another user's library (or mail an email val logs) must not drive the terminal."""
+    from vals.cli import print_line, print_outcome
+
+    print_line({"level": "log", "message": "fine\x1b]52;c;c3RvbGVu\x07\x1b[1A\x1b[2Kfaked\ttab"})
+    print_outcome({"status": "success", "result": {"type": "json", "value": "\x1b]0;owned\x07"}})
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "fine\\x1b]52;c;c3RvbGVu\\x07\\x1b[1A\\x1b[2Kfaked\ttab" in out

@@ -15,6 +15,7 @@ import asyncio
 import getpass
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -118,9 +119,20 @@ def parse_argument(text):
         return text
 
 
+# Control characters but newline and tab: a val's output (another user's library's, or
+# mail's an email val logs) must not reach the terminal as escape sequences, which can
+# rewrite what was printed before or set the clipboard.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text):
+    """text with its control characters shown as escapes (\x1b), not obeyed."""
+    return CONTROL_CHARACTERS.sub(lambda match: match.group().encode("unicode_escape").decode(), str(text))
+
+
 def print_line(line, prefix=""):
     stream = sys.stderr if line["level"] in ("error", "warn", "stderr") else sys.stdout
-    print(f"{prefix}{line['level']:>5} {line['message']}", file=stream)
+    print(printable(f"{prefix}{line['level']:>5} {line['message']}"), file=stream)
 
 
 def print_outcome(evaluation):
@@ -129,14 +141,14 @@ def print_outcome(evaluation):
         if result.get("type") == "undefined":
             print("undefined")
         else:
-            print(json.dumps(result.get("value"), indent=2, ensure_ascii=False))
+            print(printable(json.dumps(result.get("value"), indent=2, ensure_ascii=False)))
         return 0
     error = evaluation.get("error") or {}
-    print(f"{evaluation['status']}: {error.get('name', '')} {error.get('message', '')}".rstrip(), file=sys.stderr)
+    print(printable(f"{evaluation['status']}: {error.get('name', '')} {error.get('message', '')}".rstrip()), file=sys.stderr)
     if error.get("stack"):
-        print(error["stack"], file=sys.stderr)
+        print(printable(error["stack"]), file=sys.stderr)
     if evaluation.get("kill_reason"):
-        print(f"stopped: {evaluation['kill_reason']}", file=sys.stderr)
+        print(printable(f"stopped: {evaluation['kill_reason']}"), file=sys.stderr)
     return 1
 
 
