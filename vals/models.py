@@ -280,6 +280,18 @@ class Val(models.Model):
     def is_visible_to(self, user):
         return self.privacy != Val.Privacy.PRIVATE or self.is_owned_by(user)
 
+    def is_visible_by_id_to(self, user, spelled=None):
+        """Whether user may reach the val by its id. Ids are counted, not chosen, so an
+        unlisted val (open to whoever knows its name) is reached by id only with its
+        name too, `spelled` "owner/name", as the forms on its page send it."""
+        if self.privacy == Val.Privacy.PUBLIC or self.is_owned_by(user):
+            return True
+        return (
+            self.privacy == Val.Privacy.UNLISTED
+            and spelled is not None
+            and spelled.lower() == f"{self.owner.username}/{self.name}".lower()
+        )
+
     def is_listed(self):
         return self.privacy == Val.Privacy.PUBLIC
 

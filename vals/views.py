@@ -28,8 +28,10 @@ def _get_val_for_viewer(request, username, name):
 
 
 def _get_val_by_id_for_viewer(request, val_id):
+    """The val a form posts to by id, if the viewer may reach it that way (an unlisted
+    one's forms send its name too: Val.is_visible_by_id_to)."""
     val = get_object_or_404(Val.objects.select_related("owner"), pk=val_id)
-    if not val.is_visible_to(request.user):
+    if not val.is_visible_by_id_to(request.user, request.POST.get("val")):
         raise Http404("No such val.")
     return val
 

@@ -158,9 +158,10 @@ def evaluation_out(evaluation):
 
 
 def visible_val(request, val_id):
-    """A val the token's user may see; a private val of someone else is a plain 404."""
+    """A val the token's user may reach by its id; a private val of someone else, and an
+    unlisted one (whose capability is its name: /v1/alias), are a plain 404."""
     val = Val.objects.select_related("owner", "forked_from").filter(pk=val_id).first()
-    if val is None or not val.is_visible_to(request.user):
+    if val is None or not val.is_visible_by_id_to(request.user):
         raise not_found()
     return val
 

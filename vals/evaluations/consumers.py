@@ -110,13 +110,21 @@ class ValLogConsumer(AsyncWebsocketConsumer):
 
     async def connect(self):
         user = self.scope.get("user")
-        val = await Val.objects.filter(pk=int(self.scope["url_route"]["kwargs"]["val_id"])).afirst()
-        if val is None or user is None or not user.is_authenticated or not val.is_visible_to(user):
+        val = await Val.objects.select_related("owner").filter(pk=int(self.scope["url_route"]["kwargs"]["val_id"])).afirst()
+        if val is None or user is None or not user.is_authenticated or not await self._may_follow(val, user):
             await self.close(code=REFUSED)
             return
         self.group = val_log_group(val.pk, user.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
+
+    @staticmethod
+    async def _may_follow(val, user):
+        """A val reached by its id: public, the user's own, or one they have run (so an
+        unlisted val's id tells nothing to those who don't know its name)."""
+        if val.is_visible_by_id_to(user):
+            return True
+        return val.is_visible_to(user) and await Evaluation.objects.filter(val=val, principal=user).aexists()
 
     async def disconnect(self, code):
         if hasattr(self, "group"):

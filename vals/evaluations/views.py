@@ -18,7 +18,7 @@ async def val_run(request, val_id):
     if not user.is_authenticated:
         return await sync_to_async(render)(request, "evaluations/_run_error.html", {"error": "Log in to run vals."})
     val = await Val.objects.select_related("owner").filter(pk=val_id).afirst()
-    if val is None or not val.is_visible_to(user):
+    if val is None or not val.is_visible_by_id_to(user, request.POST.get("val")):
         raise Http404("No such val.")
     args, error = parse_args(request.POST.get("args"))
     version = request.POST.get("version", "")
@@ -49,7 +49,9 @@ def evaluation_list(request):
     if chosen["trigger"] in Evaluation.Trigger.values:
         evaluations = evaluations.filter(trigger=chosen["trigger"])
     page = Paginator(evaluations.defer("logs", "result", "args"), 50).get_page(request.GET.get("page"))
-    run_vals = Val.objects.filter(evaluations__principal=request.user).select_related("owner").distinct().order_by("name")
+    run_vals = (
+        Val.objects.visible_to(request.user).filter(evaluations__principal=request.user).select_related("owner").distinct().order_by("name")
+    )
     context = {
         "page": page,
         "chosen": chosen,

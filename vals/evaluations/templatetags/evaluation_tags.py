@@ -19,3 +19,11 @@ def log_time(timestamp_ms):
     except (TypeError, ValueError, OverflowError):
         return ""
     return moment.strftime("%H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@register.filter
+def val_shown_to(evaluation, user):
+    """The evaluation's val if user may still see it, else None: a val made private (or
+    renamed so) after someone ran it shows them nothing of its name."""
+    val = evaluation.val
+    return val if val is not None and val.is_visible_to(user) else None
