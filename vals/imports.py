@@ -9,6 +9,7 @@ imported that way is refused with a clear error by the harness.
 
 import json
 import re
+from collections import deque
 
 from django.conf import settings
 
@@ -90,18 +91,21 @@ IDENTIFIER = re.compile(r"[A-Za-z_$][\w$]*")
 def export_names(code, resolve_star=None):
     """The names a module exports at run time (type-only exports left out).
     `resolve_star(specifier)` may return another module's code, to follow `export * from`
-    (at most MAX_STAR_EXPORTS_FOLLOWED modules in all)."""
-    names = [name for name in source.export_names(code) if IDENTIFIER.fullmatch(name)]
+    (at most MAX_STAR_EXPORTS_FOLLOWED vals and MAX_STAR_SOURCE_READ of source in all;
+    spellings that name one val version are followed once)."""
+    names = dict.fromkeys(name for name in source.export_names(code) if IDENTIFIER.fullmatch(name))
     if resolve_star is None:
-        return names
-    seen = set()
-    pending = list(source.star_exports(code))
+        return list(names)
+    followed = set()
+    pending = deque(source.star_exports(code))
     budget = MAX_STAR_SOURCE_READ
-    while pending and len(seen) < MAX_STAR_EXPORTS_FOLLOWED:
-        specifier = pending.pop(0)
-        if specifier in seen:
+    while pending and len(followed) < MAX_STAR_EXPORTS_FOLLOWED:
+        specifier = pending.popleft()
+        named = val_named_by(specifier)
+        key = (named[0].lower(), named[1].lower(), named[2]) if named else specifier
+        if key in followed:
             continue
-        seen.add(specifier)
+        followed.add(key)
         other = resolve_star(specifier)
         if other is None:
             continue
@@ -109,10 +113,10 @@ def export_names(code, resolve_star=None):
         if budget < 0:
             break
         for name in source.export_names(other):
-            if name != "default" and name not in names and IDENTIFIER.fullmatch(name):
-                names.append(name)
+            if name != "default" and IDENTIFIER.fullmatch(name):
+                names.setdefault(name, None)
         pending.extend(source.star_exports(other))
-    return names
+    return list(names)
 
 
 def library_stub(url, names):

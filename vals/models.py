@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 
+from vals import source
 from vals.names import validate_val_name
 from vals.schedules import parse_schedule
 from vals.templates_for_new_vals import TEMPLATES
@@ -193,6 +194,7 @@ class Val(models.Model):
             code = TEMPLATES[type]
         validate_val_name(name)
         validate_code_size(code)
+        source.analyse(code)  # before the transaction, which holds the database's write lock
         if cls.name_taken(owner, name):
             raise ValidationError({"name": f"You already have a val named “{name}”."})
         with transaction.atomic():
@@ -212,6 +214,7 @@ class Val(models.Model):
 
         Returns the latest version and whether it is new."""
         validate_code_size(code)
+        source.analyse(code)  # before the transaction, which holds the database's write lock
         with transaction.atomic():
             locked = Val.objects.select_for_update().get(pk=self.pk)
             if locked.code == code:

@@ -17,9 +17,9 @@ ASGI scope's raw_path), since Django decodes `/%76/alice/x.ts` to `/v/alice/x.ts
 cache keyed by URL, Deno's included, then never holds one module under two names.
 """
 
-import asyncio
 import operator
 import re
+from collections import deque
 from functools import reduce
 
 from asgiref.sync import sync_to_async
@@ -100,12 +100,12 @@ async def val_module(request, username, name):
     sync views: a megabyte of someone's source takes a good part of a second to read,
     and every other page would wait behind it. The database is asked as usual."""
     val, number, code, from_sandbox, principal_id = await sync_to_async(_module_of)(request, username, name)
-    await asyncio.to_thread(source.analyse, code)
+    await source.read_off_the_loop(source.analyse, code)
     if from_sandbox and val.owner_id != principal_id:
         # Pinned to what is latest now, so the Worker loads exactly the code described here.
         url = f"{imports.library_root()}/v/{val.owner.username}/{val.name}.ts?v={number}"
         star_codes = await _star_exports_of(code)
-        names = imports.export_names(code, resolve_star=star_codes.get)
+        names = await source.read_off_the_loop(imports.export_names, code, star_codes.get)
         response = HttpResponse(imports.library_stub(url, names), content_type=TYPESCRIPT)
         response["Cache-Control"] = "no-store"
         return response
@@ -144,15 +144,21 @@ async def _star_exports_of(code):
     """{specifier: code} of the public vals code's `export * from` chains name, as far as
     imports.export_names follows them, each read in a thread as above."""
     found = {}
-    pending = list(source.star_exports(code))
-    while pending and len(found) < imports.MAX_STAR_EXPORTS_FOLLOWED:
-        specifier = pending.pop(0)
-        if specifier in found:
+    fetched = {}  # by (user, val, version): spellings of one val are fetched once
+    pending = deque(source.star_exports(code))
+    while pending and len(fetched) < imports.MAX_STAR_EXPORTS_FOLLOWED:
+        specifier = pending.popleft()
+        named = imports.val_named_by(specifier)
+        if specifier in found or named is None:
             continue
-        other = found[specifier] = await sync_to_async(resolve_star_exports)(specifier)
+        key = (named[0].lower(), named[1].lower(), named[2])
+        if key in fetched:
+            found[specifier] = fetched[key]
+            continue
+        other = found[specifier] = fetched[key] = await sync_to_async(resolve_star_exports)(specifier)
         if other is not None:
-            await asyncio.to_thread(source.analyse, other)
-            pending += source.star_exports(other)
+            await source.read_off_the_loop(source.analyse, other)
+            pending.extend(source.star_exports(other))
     return found
 
 

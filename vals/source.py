@@ -20,8 +20,11 @@ Answers are cached by the text's digest: a version's source never changes, and t
 module host and the val page ask about the same versions again and again.
 """
 
+import asyncio
+import functools
 import hashlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -253,6 +256,10 @@ class Analysis:
     default_is_a_function: bool
 
 
+# The most of each kind of fact (specifiers, export names, `export *` modules) one
+# reading keeps: real modules have tens.
+MAX_FACTS = 10_000
+
 # The cache holds at most this many facts (specifiers and names) in all, so that a few
 # vals of a hundred thousand imports each can't fill the memory.
 _CACHE_WEIGHT = 200_000
@@ -261,15 +268,35 @@ _cached_weight = 0
 
 
 def analyse(code):
-    """Reads code once, so that the questions above are answered from memory: callers on
-    an event loop run this in a thread first (asyncio.to_thread), as a megabyte of source
-    takes a good part of a second."""
+    """Reads code once, so that the questions above are answered from memory."""
     _analysis(code)
+
+
+# Reading a megabyte of source takes a good part of a second, so callers on an event
+# loop read in these threads (read_off_the_loop). Two of them: a flood of large sources
+# waits its turn here, instead of filling the loop's default pool, which other work uses.
+_readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="source-reader")
+# Below this, reading costs a few milliseconds at worst: done at once, so that a small
+# val never waits behind someone's megabyte.
+READ_AT_ONCE_BELOW = 4096
+
+
+async def read_off_the_loop(function, code, *args):
+    """function(code, *args) (analyse, or a reading of code), in a reader thread unless
+    code is small or already read."""
+    code = code or ""
+    if len(code) < READ_AT_ONCE_BELOW or _digest(code) in _cache:
+        return function(code, *args)
+    return await asyncio.get_running_loop().run_in_executor(_readers, functools.partial(function, code, *args))
+
+
+def _digest(code):
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).digest()
 
 
 def _analysis(code):
     code = code or ""
-    key = hashlib.sha256(code.encode("utf-8", "surrogatepass")).digest()
+    key = _digest(code)
     found = _cache.get(key)
     if found is not None:
         _cache.move_to_end(key)
@@ -311,21 +338,24 @@ class _Reader:
 
 def _add(specifiers, literal, start, end):
     text = literal[1:-1] if len(literal) >= 2 and literal[-1] == literal[0] else None
-    if text is not None:
+    if text is not None and len(specifiers) < MAX_FACTS:
         specifiers.append(Specifier(text, start, end))
 
 
 def _analyse(code):
     lexer = _Lexer(code, detailed=False)
     reader = _Reader(lexer)
-    exports = []
-    stars = []
+    # Ordered sets (dicts), as a module may export a few hundred thousand names, and the
+    # analysis keeps MAX_FACTS of each kind at most (a stub of more names, or a module of
+    # more imports, fails clearly rather than costing the host without bound).
+    exports = {}
+    stars = {}
     exports_something = False
     found = {"default_is_a_function": False}
 
     def export(name):
-        if name and name not in exports:
-            exports.append(name)
+        if name and len(exports) < MAX_FACTS:
+            exports.setdefault(name, None)
 
     while (token := reader.take()) is not None:
         if not (_is_keyword(token, "export") and token.depth == 0):
@@ -370,8 +400,8 @@ def _read_export(reader, export, stars, found):
             literal = reader.take()
             if literal is not None and literal.kind == STRING:
                 text = string_value(literal)
-                if text is not None and text not in stars:
-                    stars.append(text)
+                if text is not None and len(stars) < MAX_FACTS:
+                    stars.setdefault(text, None)
     elif token.kind == PUNCT and token.text == "{":
         for name in _export_list(reader):
             export(name)

@@ -131,7 +131,7 @@ async def _evaluate(principal, code, args, env, api_calls, on_log=None):
     the arguments; one without is a script whose top level is the whole run. It takes
     its turns at the runtime's processes as api_calls.tenant."""
     principal_id = principal.pk if principal is not None else None
-    await asyncio.to_thread(source.analyse, code)
+    await source.read_off_the_loop(source.analyse, code)
     code, library_worker = await sync_to_async(_prepared)(code, principal_id)
     return await runtime.evaluate(
         code=code,
@@ -211,6 +211,6 @@ async def evaluate_code(principal, code, args, tenant):
     without secrets), charged to tenant. Returns (Result, Redactor). Nothing is recorded
     in a trace."""
     env = await sync_to_async(_secrets_of)(principal)
-    code = await asyncio.to_thread(code_to_evaluate, code)
+    code = await source.read_off_the_loop(code_to_evaluate, code)
     result = await _evaluate(principal, code, args, env, ApiCalls(tenant=tenant))
     return result, Redactor(env.values())
