@@ -88,8 +88,8 @@ DENIED_ENV = (
 
 def sandbox_environment(config, import_token=None, deno_dir=None):
     """Deno's environment: a few variables it needs at start-up and nothing else of the
-    host's. The harness deletes all of them before user code runs (Deno has read them
-    by then). `import_token` is sent with every import from the module host; `deno_dir`
+    host's. The harness deletes all of them but DENO_WEBGPU_BACKEND before user code runs
+    (Deno has read them by then), and closes the environment to the val. `import_token` is sent with every import from the module host; `deno_dir`
     is the process's own module cache (process_deno_dir)."""
     environment = {
         "DENO_DIR": deno_dir or config.deno_dir_path,
@@ -98,6 +98,10 @@ def sandbox_environment(config, import_token=None, deno_dir=None):
         "DENO_NO_PROMPT": "1",
         # Trust what the host trusts (e.g. a TLS-inspecting proxy's CA), and Mozilla's list.
         "DENO_TLS_CA_STORE": "system,mozilla",
+        # No WebGPU backend, so no GPU driver (native code that reads its own variables,
+        # library paths among them) is ever loaded. Read whenever an adapter is asked
+        # for, so the harness keeps it, and the val can't change it (harness/environment.ts).
+        "DENO_WEBGPU_BACKEND": "none",
     }
     if import_token and config.module_host:
         environment["DENO_AUTH_TOKENS"] = f"{import_token}@{config.module_host}"

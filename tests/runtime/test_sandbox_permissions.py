@@ -152,4 +152,4 @@ def test_deno_gets_no_host_variables(monkeypatch):
     environment = sandbox.sandbox_environment(runtime_config())
 
     assert set(environment) <= {"DENO_DIR", "NO_COLOR", "DENO_NO_UPDATE_CHECK", "DENO_NO_PROMPT",
-                                "DENO_CERT", "DENO_TLS_CA_STORE", "NODE_EXTRA_CA_CERTS"}
+                                "DENO_CERT", "DENO_TLS_CA_STORE", "NODE_EXTRA_CA_CERTS", "DENO_WEBGPU_BACKEND"}
