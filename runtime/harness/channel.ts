@@ -17,6 +17,22 @@ const stringify = JSON.stringify;
 const parse = JSON.parse;
 const encode = TextEncoder.prototype.encode.bind(new TextEncoder());
 const decode = TextDecoder.prototype.decode.bind(new TextDecoder());
+// The same for the methods the harness calls on the bytes and text of its frames, which
+// carry the nonce: a val that replaced Uint8Array.prototype.subarray saw `this`, a frame,
+// go by. Called through these, a val's replacements are never called with a frame.
+const apply = Reflect.apply;
+const uncurry = <T extends (...args: never[]) => unknown>(method: T) =>
+  (self: unknown, ...args: Parameters<T>): ReturnType<T> => apply(method, self, args) as ReturnType<T>;
+const subarray = uncurry(Uint8Array.prototype.subarray);
+const setBytes = uncurry(Uint8Array.prototype.set);
+const sliceBytes = uncurry(Uint8Array.prototype.slice);
+const fillBytes = uncurry(Uint8Array.prototype.fill);
+const indexOfByte = uncurry(Uint8Array.prototype.indexOf);
+const byteLength = uncurry(
+  Object.getOwnPropertyDescriptor(Object.getPrototypeOf(Uint8Array.prototype), "byteLength")!.get as () => number,
+);
+const substring = uncurry(String.prototype.substring);
+const Bytes = Uint8Array; // a val may replace the global one with a class of its own
 
 const UNENCODABLE_RESULT = stringify({
   type: "result",
@@ -40,8 +56,8 @@ export class Channel {
   // character split across two reads is decoded whole. It is a view of #readBuffer
   // until the next read, which reuses that buffer (allocating one per read cost more
   // than the rest of a small request's handling, mostly in garbage collection).
-  #unread: Uint8Array = new Uint8Array(0);
-  #readBuffer = new Uint8Array(256 * 1024);
+  #unread: Uint8Array = new Bytes(0);
+  #readBuffer = new Bytes(256 * 1024);
 
   constructor(conn: Deno.UnixConn) {
     this.#write = conn.write.bind(conn);
@@ -54,6 +70,7 @@ export class Channel {
     if (job === null) throw new Error("the host closed the channel before sending a job");
     if (job.type !== "job") throw new Error(`expected a job, got ${job.type}`);
     this.#nonce = job.nonce;
+    fillBytes(this.#readBuffer, 0); // the job's bytes, nonce and all, stay nowhere a val could look
     return job as Job;
   }
 
@@ -63,23 +80,23 @@ export class Channel {
    */
   async receive(): Promise<HostMessage | Job | null> {
     while (true) {
-      const end = this.#unread.indexOf(10); // "\n"
+      const end = indexOfByte(this.#unread, 10); // "\n"
       if (end >= 0) {
-        const line = this.#unread.subarray(0, end);
-        this.#unread = this.#unread.subarray(end + 1);
+        const line = subarray(this.#unread, 0, end);
+        this.#unread = subarray(this.#unread, end + 1);
         return parse(decode(line));
       }
       // An unfinished line is copied out before the buffer is read into again.
-      const unfinished = this.#unread.byteLength > 0 ? this.#unread.slice() : null;
+      const unfinished = byteLength(this.#unread) > 0 ? sliceBytes(this.#unread) : null;
       const count = await this.#read(this.#readBuffer);
       if (count === null) return null;
-      const fresh = this.#readBuffer.subarray(0, count);
+      const fresh = subarray(this.#readBuffer, 0, count);
       if (unfinished === null) {
         this.#unread = fresh;
       } else {
-        const joined = new Uint8Array(unfinished.byteLength + count);
-        joined.set(unfinished);
-        joined.set(fresh, unfinished.byteLength);
+        const joined = new Bytes(byteLength(unfinished) + count);
+        setBytes(joined, unfinished);
+        setBytes(joined, fresh, byteLength(unfinished));
         this.#unread = joined;
       }
     }
@@ -117,7 +134,7 @@ export class Channel {
   #append(frame: string): void {
     if (this.#nonce !== null) {
       // Spliced in as text: no toJSON hook a val defines ever sees the nonce.
-      frame = '{"nonce":"' + this.#nonce + '",' + frame.substring(1);
+      frame = '{"nonce":"' + this.#nonce + '",' + substring(frame, 1);
     }
     const pending: Pending = { bytes: encode(frame + "\n"), next: null };
     if (this.#last === null) this.#first = pending;
@@ -132,24 +149,23 @@ export class Channel {
       while (this.#first !== null) {
         // Everything queued by now goes out in one write: under load (many small
         // response chunks and log lines) that saves a system call per message.
+        // (Walking the queue twice, not through an array: Array.prototype is the val's.)
         let bytes = this.#first.bytes;
         if (this.#first.next !== null) {
-          const parts: Uint8Array[] = [];
           let size = 0;
           for (let pending: Pending | null = this.#first; pending !== null; pending = pending.next) {
-            parts.push(pending.bytes);
-            size += pending.bytes.byteLength;
+            size += byteLength(pending.bytes);
           }
-          bytes = new Uint8Array(size);
+          bytes = new Bytes(size);
           let offset = 0;
-          for (const part of parts) {
-            bytes.set(part, offset);
-            offset += part.byteLength;
+          for (let pending: Pending | null = this.#first; pending !== null; pending = pending.next) {
+            setBytes(bytes, pending.bytes, offset);
+            offset += byteLength(pending.bytes);
           }
         }
         this.#first = this.#last = null;
-        while (bytes.byteLength > 0) {
-          bytes = bytes.subarray(await this.#write(bytes));
+        while (byteLength(bytes) > 0) {
+          bytes = subarray(bytes, await this.#write(bytes));
         }
       }
     } finally {

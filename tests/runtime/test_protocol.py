@@ -326,6 +326,34 @@ async def test_a_val_that_hooks_json_and_text_encoding_never_sees_the_nonce(engi
     assert not re.search(r"[0-9a-f]{32}", result.value)  # ...but never saw a nonce
 
 
+async def test_a_val_that_hooks_the_methods_of_bytes_and_strings_never_sees_the_nonce(engine):
+    """The second attack review read the nonce out of `this` in a replaced
+    Uint8Array.prototype.subarray, which the channel called on every frame it wrote."""
+    result = await engine.evaluate(
+        """const seen: string[] = [];
+        const decoder = new TextDecoder();
+        const watch = (proto: any, name: string) => {
+            const original = proto[name];
+            proto[name] = function (...args: any[]) {
+                try { seen.push(typeof this === "string" ? this : decoder.decode(this)); } catch { /* not bytes */ }
+                return original.apply(this, args);
+            };
+        };
+        for (const name of ["subarray", "set", "slice", "indexOf", "fill"]) watch(Uint8Array.prototype, name);
+        watch(String.prototype, "substring");
+        const push = Array.prototype.push;
+        Array.prototype.push = function (...items: any[]) { for (const item of items) { try { seen.push(decoder.decode(item)); } catch { /* */ } } return push.apply(this, items); };
+        export default async () => {
+            for (let i = 0; i < 5; i++) console.log("a log line goes through the harness", i);
+            await new Promise((r) => setTimeout(r, 50));
+            return seen.join("\\n");
+        }"""
+    )
+
+    assert result.status == "success", result
+    assert not re.search(r"[0-9a-f]{32}", result.value)
+
+
 async def test_a_val_that_breaks_json_still_gets_an_outcome(engine):
     result = await engine.evaluate(
         """(Object.prototype as any).toJSON = function () { throw new Error("no JSON for you") };
